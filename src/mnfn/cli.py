@@ -1,0 +1,61 @@
+"""The ``mnfn`` command. Thin: each subcommand lives in ``mnfn/commands/<name>.py`` and calls the library.
+
+A command module defines ``NAME``, ``HELP`` (one line), ``ORDER`` (position in ``--help``),
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are discovered automatically, so
+adding a command never touches this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from typing import Sequence
+
+from . import commands as _commands_pkg
+from .weightspace import WeightSpaceError
+
+
+def _command_modules() -> list:
+    mods = []
+    for info in pkgutil.iter_modules(_commands_pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{_commands_pkg.__name__}.{info.name}")
+        if hasattr(mod, "NAME") and hasattr(mod, "run"):
+            mods.append(mod)
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnfn",
+        description="Monomial-NFN: learning on neural-network weights with their permutation, scaling and sign symmetries.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           epilog=getattr(mod, "EXAMPLE", None), formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except (WeightSpaceError, ValueError, FileNotFoundError, KeyError) as exc:
+        # Known, user-facing failures: one clear line instead of a traceback.
+        print(f"mnfn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
