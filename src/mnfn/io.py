@@ -1,0 +1,119 @@
+"""Small I/O helpers shared by data, checkpoints and results: atomic writes and safe loads.
+
+Every file the project writes goes through a temporary file in the same folder and ``os.replace``,
+so a killed job never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["atomic_path", "atomic_open", "write_json", "read_json", "save_npz", "load_npz",
+           "save_torch", "load_torch", "DataFormatError"]
+
+
+class DataFormatError(ValueError):
+    """A file the project reads is missing, truncated or malformed; the message names the file."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, else removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
+    """``open`` that writes to a temporary file and renames it onto ``path`` when the block succeeds."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_open(path, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        fh.write("\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"{path}: not valid JSON ({exc})") from None
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Atomically write an uncompressed ``.npz`` (read back with ``allow_pickle=False``)."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` without unpickling; missing/truncated files and missing keys name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile.BadZipFile, ValueError (object arrays), EOFError, OSError ...
+        raise DataFormatError(f"{path}: cannot read npz ({type(exc).__name__}: {exc}); truncated or corrupt?") from None
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise DataFormatError(f"{path}: missing arrays {missing} (has {sorted(out)})")
+    return out
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically ``torch.save`` (tensors, numbers, strings, dicts, lists only: loadable with weights_only)."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)``: never unpickles arbitrary objects; errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise DataFormatError(f"{path}: cannot load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                              "truncated, corrupt or not a weights-only torch file?") from None

@@ -1,0 +1,1 @@
+"""Tasks: training loops, metrics and experiment grids (predict_gen, classify_inr, edit_inr)."""
