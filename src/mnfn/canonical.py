@@ -1,0 +1,153 @@
+"""Canonical representatives of the scale / sign orbits of a weight vector.
+
+For every hidden neuron layer ``i = 1..L-1`` (in order, since each step changes the incoming
+weights of layer ``i + 1``), with ``v_j = (W(i)[j, ...], b(i)[j])`` the incoming weights (conv
+kernel entries included) and bias of neuron ``j``:
+
+* ``scale`` layers: ``v_j <- v_j / ||v_j||`` and ``W(i+1)[:, j, ...] <- ||v_j|| W(i+1)[:, j, ...]``.
+  A positively homogeneous activation ``f(x / n) = f(x) / n`` keeps the network function.
+* ``sign`` layers: ``v_j <- s_j v_j`` and ``W(i+1)[:, j, ...] <- s_j W(i+1)[:, j, ...]`` with
+  ``s_j = sign(stat(v_j))`` so that ``stat(s_j v_j) > 0``; odd activations keep the function.
+* ``perm`` (and ``fixed``) layers are left alone.
+
+Neurons with all-zero incoming weights and bias are left alone (no representative is better).
+
+Since every diagonal group element ``D`` multiplies ``v_j`` by ``d_j`` and the pushed factor undoes
+the ``1 / d_j`` on the next layer's columns, ``canon(D U) = canon(U)``; the statistics used are
+invariant to permuting the entries of ``v_j``, so ``canon(P U) = P canon(U)`` for a permutation
+``P``. Together: ``canon(g U) = h canon(U)`` with ``h`` the permutation part of ``g``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
+
+__all__ = ["canonicalize", "Canonicalize", "sign_statistic"]
+
+
+def _incoming(w: Tensor, b: Tensor) -> Tensor:
+    """``(B, n, D + 1)``: each neuron's incoming weights (all kernel entries) followed by its bias.
+
+    The bias comes *first* so that the positional tie-break below looks at it before any entry
+    indexed by (possibly permuted) input neurons.
+    """
+    B, n = b.shape[0], b.shape[2]
+    return torch.cat([b[:, 0, :, None], w[:, 0].reshape(B, n, -1)], dim=-1)
+
+
+def _rows(d: Tensor, t: Tensor) -> Tensor:
+    """View a per-neuron ``(B, n)`` factor so it broadcasts over the rows (axis 2) of ``t``."""
+    return d.view(d.shape[0], 1, d.shape[1], *([1] * (t.dim() - 3)))
+
+
+def _cols(d: Tensor, t: Tensor) -> Tensor:
+    """View a per-neuron ``(B, n)`` factor so it broadcasts over the columns (axis 3) of a weight ``t``."""
+    return d.view(d.shape[0], 1, 1, d.shape[1], *([1] * (t.dim() - 4)))
+
+
+def _safe_max_abs(v: Tensor) -> tuple[Tensor, Tensor]:
+    """``(m, nonzero)``: max ``|v|`` over the last axis (1 where all entries are 0) and the mask ``m > 0``."""
+    m = v.abs().amax(dim=-1)
+    nonzero = m > 0
+    return torch.where(nonzero, m, torch.ones_like(m)), nonzero
+
+
+def sign_statistic(v: Tensor) -> Tensor:
+    """An odd, permutation-invariant statistic of each row of ``v`` (``(..., D)``), nonzero unless ``v = 0``.
+
+    ``stat(v) = sum(v / max|v|)``, summed in order of increasing ``|v|`` so that the value does not
+    depend on the order of the entries and ``stat(-v) = -stat(v)`` exactly (round-to-nearest is
+    symmetric and the summation order is the same). Ties (exactly 0): the sum of cubes
+    ``sum((v / max|v|)^3)`` in the same order; if that vanishes too (the multiset of entries is
+    symmetric under negation, e.g. ``(1, -1)``), the first nonzero entry in the fixed order
+    ``(bias, weights...)``, the only rule that depends on positions. All-zero rows give 0.
+    """
+    m, _ = _safe_max_abs(v)
+    # Dividing by the max abs keeps every term in [-1, 1]: no overflow for huge weights and the
+    # cube of tiny weights does not underflow.
+    u = v / m.unsqueeze(-1)
+    order = torch.argsort(u.abs(), dim=-1, stable=True)
+    us = torch.gather(u, -1, order)
+    s1 = us.sum(-1)
+    s3 = (us * us * us).sum(-1)
+    first_idx = (u != 0).to(torch.uint8).argmax(dim=-1, keepdim=True)  # 0 when the row is all zero
+    first = torch.gather(u, -1, first_idx).squeeze(-1)
+    return torch.where(s1 != 0, s1, torch.where(s3 != 0, s3, first))
+
+
+def _check_symmetries(spec: WeightSpaceSpec, symmetries: Sequence[str] | None) -> tuple[str, ...]:
+    syms = tuple(symmetries) if symmetries is not None else spec.neuron_symmetries()
+    if len(syms) != spec.num_layers + 1:
+        raise WeightSpaceError(
+            f"need {spec.num_layers + 1} neuron-layer symmetries (input, hidden..., output), got {len(syms)}"
+        )
+    bad = [s for s in syms if s not in Symmetry.ALL]
+    if bad:
+        raise WeightSpaceError(f"unknown symmetries {bad}; known: {Symmetry.ALL}")
+    return syms
+
+
+def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None = None) -> WeightSpaceFeatures:
+    """Map every network of a batch to the canonical representative of its scale / sign orbit.
+
+    ``features`` must have one channel (canonicalisation is defined on raw weights).
+    ``symmetries`` overrides ``features.spec.neuron_symmetries()`` (one entry per neuron layer
+    ``0..L``; the input and output entries are ignored since those neurons are fixed).
+    Differentiable almost everywhere; returns new features, the input is not modified.
+    """
+    spec = features.spec
+    if features.channels != 1:
+        raise WeightSpaceError(
+            f"canonicalisation works on raw weights with one channel, got C={features.channels}"
+        )
+    syms = _check_symmetries(spec, symmetries)
+    ws, bs = list(features.weights), list(features.biases)
+    L = spec.num_layers
+    for i in range(1, L):  # hidden neuron layer i: rows of ws[i-1], bs[i-1]; columns of ws[i]
+        sym = syms[i]
+        if sym not in (Symmetry.SCALE, Symmetry.SIGN):
+            continue
+        w, b, w_next = ws[i - 1], bs[i - 1], ws[i]
+        v = _incoming(w, b)  # (B, n, D+1)
+        if sym == Symmetry.SCALE:
+            # ||v|| = m * ||v / m|| with m = max|v|: v / m lies in [-1, 1] with one entry of size 1,
+            # so its squared norm is in [1, D+1] and neither under- nor overflows. Zero rows get
+            # m = 1 and sq = 1 (factor 1: left alone), which also keeps gradients finite.
+            m, nonzero = _safe_max_abs(v)
+            sq = (v / m.unsqueeze(-1)).square().sum(-1)
+            r = torch.where(nonzero, sq, torch.ones_like(sq)).sqrt()
+            # Divide by m and r one after the other, never by m * r, which could under/overflow.
+            w = w / _rows(m, w) / _rows(r, w)
+            b = b / _rows(m, b) / _rows(r, b)
+            w_next = w_next * _cols(m, w_next) * _cols(r, w_next)
+        else:
+            s = torch.where(sign_statistic(v) < 0, -1.0, 1.0).to(w.dtype)  # (B, n); all-zero rows: +1
+            w = w * _rows(s, w)
+            b = b * _rows(s, b)
+            w_next = w_next * _cols(s, w_next)
+        ws[i - 1], bs[i - 1], ws[i] = w, b, w_next
+    return WeightSpaceFeatures(tuple(ws), tuple(bs), spec)
+
+
+class Canonicalize(nn.Module):
+    """``features -> canonicalize(features)``: a parameter-free first stage of a model (e.g. canon-hnp)."""
+
+    def __init__(self, spec: WeightSpaceSpec, symmetries: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.symmetries = _check_symmetries(spec, symmetries)
+
+    def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        if features.spec.weight_shapes() != self.spec.weight_shapes():
+            raise WeightSpaceError(
+                f"Canonicalize was built for [{self.spec.describe()}] but got features of [{features.spec.describe()}]"
+            )
+        return canonicalize(features, self.symmetries)
+
+    def extra_repr(self) -> str:
+        return f"symmetries={self.symmetries}"
