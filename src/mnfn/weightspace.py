@@ -361,7 +361,10 @@ class WeightSpaceFeatures:
     def __getitem__(self, idx: int | slice | Tensor) -> "WeightSpaceFeatures":
         """Select batch items (``features[2:5]``, ``features[mask]``)."""
         if isinstance(idx, int):
-            idx = slice(idx, idx + 1)
+            n = self.batch_size
+            if not -n <= idx < n:
+                raise IndexError(f"index {idx} out of range for a batch of {n}")
+            idx = slice(idx % n, idx % n + 1)
         return self.map(lambda t: t[idx])
 
     # -- transformations -----------------------------------------------------------------------
@@ -370,8 +373,11 @@ class WeightSpaceFeatures:
         return WeightSpaceFeatures(tuple(fn(w) for w in self.weights), tuple(fn(b) for b in self.biases), self.spec)
 
     def map2(self, other: "WeightSpaceFeatures", fn: Callable[[Tensor, Tensor], Tensor]) -> "WeightSpaceFeatures":
-        if len(other) != len(self):
-            raise WeightSpaceError("feature batches of different architectures")
+        if other.spec.weight_shapes() != self.spec.weight_shapes():
+            # Without this check torch would silently broadcast e.g. a width-1 layer against a wider one.
+            raise WeightSpaceError(
+                f"feature batches of different architectures: [{self.spec.describe()}] and [{other.spec.describe()}]"
+            )
         return WeightSpaceFeatures(
             tuple(fn(a, b) for a, b in zip(self.weights, other.weights)),
             tuple(fn(a, b) for a, b in zip(self.biases, other.biases)),
@@ -563,7 +569,8 @@ def _parse_sequential(model: nn.Module) -> tuple[WeightSpaceSpec, list[nn.Module
                 "global average pooling, Flatten, Dropout and Identity"
             )
     if has_maxpool is not None:
-        acts = {l["activation"] for l in layers if l["activation"]}
+        # Every activation of the model, also those after the max-pool (Conv2d, MaxPool2d, Tanh is common).
+        acts = {_ACT_MODULES[type(m)] for _, m in flat if type(m) in _ACT_MODULES}
         why = ("max-pooling does not commute with sign flips, so it breaks the symmetry of tanh/sin networks"
                if acts & {"tanh", "sin"} else
                "max-pooling is not part of the supported weight-space family; use global average pooling")
