@@ -193,7 +193,8 @@ def sample_element(
     for i in range(1, spec.num_layers):
         n = widths[i]
         if permute:
-            p = torch.argsort(torch.rand(batch, n, generator=generator), dim=1)
+            # float64 keys: each from its own draw (float32 keys can come in correlated pairs)
+            p = torch.argsort(torch.rand(batch, n, generator=generator, dtype=torch.float64), dim=1)
         else:
             p = torch.arange(n).expand(batch, n).clone()
         sym = syms[i]
