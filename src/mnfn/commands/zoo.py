@@ -1,0 +1,96 @@
+"""``mnfn zoo``: train CNN model zoos in the Small CNN Zoo format, merge shards, summarise a zoo."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+NAME = "zoo"
+ORDER = 30
+HELP = "make (train), merge and inspect CNN model zoos in the public Small CNN Zoo format"
+EXAMPLE = """examples:
+  mnfn zoo make --dataset digits --num-nets 300 --out zoos/digits
+  mnfn zoo make --dataset fashion-mnist --num-nets 2000 --out zoos/fm-0 --shard 0/2
+  mnfn zoo make --dataset fashion-mnist --num-nets 2000 --out zoos/fm-1 --shard 1/2
+  mnfn zoo merge zoos/fm-0 zoos/fm-1 --out zoos/fashion-mnist
+  mnfn zoo info zoos/fashion-mnist
+
+A killed `zoo make` resumes when rerun with the same arguments (finished nets are kept in OUT/.parts/)."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..data.zoo import ZOO_DATASETS
+
+    sub = p.add_subparsers(dest="zoo_cmd", metavar="ACTION")
+    mk = sub.add_parser("make", help="train a zoo (seeded, resumable, shardable)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    mk.add_argument("--dataset", required=True, choices=ZOO_DATASETS)
+    mk.add_argument("--num-nets", type=int, required=True, help="nets in the whole zoo (all shards together)")
+    mk.add_argument("--out", required=True, help="output folder")
+    mk.add_argument("--activations", default="relu,tanh", help="comma-separated, drawn uniformly per net (default relu,tanh)")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--shard", default="0/1", help="K/N: train only nets i with i %% N == K (default 0/1)")
+    mk.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA, else ~/.cache/mnfn/data)")
+    mk.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (checkpoints at 0..E)")
+    mk.add_argument("--batch-size", type=int, default=None)
+    mk.add_argument("--train-images", type=int, default=None, help="training pool per net (one epoch = this many examples)")
+    mk.add_argument("--test-images", type=int, default=None, help="first N test images measure test accuracy")
+    mk.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny nets)")
+    mk.add_argument("--max-new-nets", type=int, default=None, help="stop after training this many nets (resume later)")
+    mk.add_argument("--no-progress", action="store_true")
+
+    mg = sub.add_parser("merge", help="merge shard zoos into one (identical to a single run)")
+    mg.add_argument("dirs", nargs="+", help="shard folders")
+    mg.add_argument("--out", required=True)
+
+    inf = sub.add_parser("info", help="counts and accuracy statistics by activation")
+    inf.add_argument("dir")
+    inf.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import zoo as Z
+
+    cmd = getattr(args, "zoo_cmd", None)
+    if cmd == "make":
+        recipe = Z.default_recipe(args.dataset)
+        over = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                                  ("train_images", args.train_images), ("test_images", args.test_images)) if v is not None}
+        if over:
+            recipe = dataclasses.replace(recipe, **over)
+        acts = tuple(a.strip() for a in args.activations.split(",") if a.strip())
+        res = Z.make_zoo(args.out, args.dataset, args.num_nets, activations=acts, seed=args.seed, shard=args.shard,
+                         recipe=recipe, data_root=args.data, progress=not args.no_progress, threads=args.threads,
+                         max_new_nets=args.max_new_nets)
+        state = "complete" if res.complete else "unfinished (rerun the same command to continue)"
+        extra = ""
+        if res.net_seconds:
+            import statistics
+
+            extra = f", median {statistics.median(res.net_seconds):.2f} s/net"
+        print(f"{res.out_dir}: {res.done}/{res.total} nets of this shard, {res.trained_now} trained now{extra}; {state}")
+        return 0
+    if cmd == "merge":
+        out = Z.merge_zoos(args.dirs, args.out)
+        info = Z.zoo_info(out)
+        print(f"{out}: {info['nets']} nets, {info['checkpoints']} checkpoints")
+        return 0
+    if cmd == "info":
+        info = Z.zoo_info(args.dir)
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return 0
+        head = f"{info['root']}: {info['nets']} nets, {info['checkpoints']} checkpoints, {info['params']} parameters"
+        if info.get("dataset"):
+            head += f", dataset {info['dataset']}, seed {info.get('seed')}"
+        print(head)
+        print(f"steps: {', '.join(map(str, info['steps']))}")
+        print(f"{'activation':<12}{'nets':>7}{'ckpts':>8}{'acc mean':>10}{'acc std':>9}"
+              f"{'final mean':>12}{'final std':>11}{'final min':>11}{'final max':>11}")
+        for a, s in info["by_activation"].items():
+            print(f"{a:<12}{s['nets']:>7}{s['checkpoints']:>8}{s['acc_mean']:>10.3f}{s['acc_std']:>9.3f}"
+                  f"{s['final_acc_mean']:>12.3f}{s['final_acc_std']:>11.3f}{s['final_acc_min']:>11.3f}{s['final_acc_max']:>11.3f}")
+        return 0
+    print("usage: mnfn zoo {make,merge,info} ...  (see mnfn zoo --help)")
+    return 2
