@@ -190,11 +190,17 @@ class ModelEntry:
     claims: Callable[[WeightSpaceSpec], tuple[str, ...]]  # per-neuron-layer symmetries it respects
     signature: Callable[..., Any]  # whose keyword arguments are the config keys
     kind: str = "invariant"  # "invariant" (features -> vector) or "equivariant" (features -> features)
+    defaults: tuple[tuple[str, Any], ...] = ()  # the published configuration, overridable key by key
 
     def config_keys(self) -> set[str]:
         params = inspect.signature(self.signature).parameters
         return {n for n, p in params.items() if n not in ("self", "spec", "symmetries")
                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+# NFN's published HNP/NP models use an MLP head of two 1000-wide layers (Zhou et al. 2023);
+# Monomial-NFN's paper model uses 200, 200.
+_NFN_HEAD = (("head", (1000, 1000)),)
 
 
 def _nfn(symmetries: str) -> Callable[..., nn.Module]:
@@ -211,11 +217,11 @@ MODELS: dict[str, ModelEntry] = {
         ModelEntry("monomial", _nfn("monomial"), "Monomial-NFN: invariant to permutations x scalings/sign flips",
                    lambda s: s.neuron_symmetries(), InvariantNFN.__init__),
         ModelEntry("hnp", _nfn("hnp"), "HNP (Zhou et al. 2023): invariant to hidden-neuron permutations",
-                   _hidden_perm, InvariantNFN.__init__),
+                   _hidden_perm, InvariantNFN.__init__, defaults=_NFN_HEAD),
         ModelEntry("np", _nfn("np"), "NP (Zhou et al. 2023): permutation layers + IO position embeddings",
-                   _hidden_perm, InvariantNFN.__init__),
+                   _hidden_perm, InvariantNFN.__init__, defaults=_NFN_HEAD),
         ModelEntry("canon-hnp", CanonHNP, "canonicalise scale/sign orbits, then HNP: monomial invariant",
-                   lambda s: s.neuron_symmetries(), InvariantNFN.__init__),
+                   lambda s: s.neuron_symmetries(), InvariantNFN.__init__, defaults=_NFN_HEAD),
         ModelEntry("statnn", _statnn, "StatNN (Unterthiner et al. 2020): 7 statistics per tensor -> MLP",
                    _hidden_perm, _statnn),
         ModelEntry("mlp", _flat_mlp, "MLP on the flattened weights (no symmetry)", _no_symmetry, _flat_mlp),
@@ -247,7 +253,7 @@ def build_model(name: str, spec: WeightSpaceSpec, **config: Any) -> nn.Module:
     unknown = sorted(set(config) - entry.config_keys())
     if unknown:
         raise WeightSpaceError(f"model {name!r} does not take config keys {unknown}; it takes {sorted(entry.config_keys())}")
-    return entry.builder(spec, **config)
+    return entry.builder(spec, **{**dict(entry.defaults), **config})
 
 
 def claimed_symmetries(name: str, spec: WeightSpaceSpec) -> tuple[str, ...]:
