@@ -1,0 +1,158 @@
+"""``mnfn inr``: SIREN INR sets: fit (``make``), ``merge`` shards, NFN-format ``import-nfn``/``export-nfn``,
+``show`` originals beside reconstructions. The work is done by :mod:`mnfn.data.inr`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "inr"
+ORDER = 30
+HELP = "SIREN INR sets: fit one per image (make), merge shards, NFN import/export, show reconstructions"
+EXAMPLE = """examples:
+  mnfn inr make --dataset mnist --num 1000 --out runs/inr-mnist
+  mnfn inr make --dataset mnist --split both --out runs/inr-mnist --shard 1/4   # + 2/4, 3/4, 4/4 elsewhere
+  mnfn inr merge runs/shard1 runs/shard2 --out runs/inr-mnist
+  mnfn inr show runs/inr-mnist --out grid.png --num 16
+  mnfn inr import-nfn ~/data/mnist-inrs --out runs/nfn-mnist --dataset mnist
+  mnfn inr export-nfn runs/inr-mnist --out runs/inr-mnist-nfn"""
+
+DESCRIPTION = """SIREN INR sets (see docs/inr.md).
+
+Each net is a SIREN 2 -> 32 -> 32 -> C with sin(30 x) hidden activations, fitted to one image
+(coordinates (y, x) on [-1,1]^2, pixels scaled to [-1,1]) until it reaches --target-psnr or
+--max-steps Adam updates; 64 nets are fitted at once with batched matrix products."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..data.inr import FitConfig, INR_DATASETS, NFN_PREFIX
+
+    sub = p.add_subparsers(dest="inr_command", metavar="SUBCOMMAND")
+    sub.required = True
+    d = FitConfig()
+
+    m = sub.add_parser("make", help="fit one SIREN per image into a folder (seeded, resumable, shardable)")
+    m.add_argument("--dataset", required=True, choices=INR_DATASETS)
+    m.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+    m.add_argument("--num", type=int, default=None, help="images per split (default: all)")
+    m.add_argument("--split", choices=("train", "test", "both"), default="train")
+    m.add_argument("--select", choices=("first", "random"), default="first",
+                   help="which NUM images: the first, or a fixed random sample (seed 0) (default first)")
+    m.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    m.add_argument("--shard", default=None, metavar="K/N", help="fit only shard K of N (1-based), e.g. 2/4")
+    m.add_argument("--target-psnr", type=float, default=d.target_psnr, help=f"dB (default {d.target_psnr:g})")
+    m.add_argument("--max-steps", type=int, default=d.max_steps, help=f"Adam steps per net (default {d.max_steps})")
+    m.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g})")
+    m.add_argument("--batch", type=int, default=64, help="nets fitted at once = nets per chunk (default 64)")
+    m.add_argument("--resize", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="fit the images resized to H x W (bilinear), e.g. 28 28 for digits")
+    m.add_argument("--max-chunks", type=int, default=None, help="stop after fitting this many chunks")
+    m.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA)")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("merge", help="merge INR set folders of one run (shards) into one")
+    g.add_argument("dirs", nargs="+")
+    g.add_argument("--out", required=True)
+
+    i = sub.add_parser("import-nfn", help="read an NFN SIREN set (<prefix>_<label>s/net<idx>.pth)")
+    i.add_argument("src")
+    i.add_argument("--out", required=True)
+    i.add_argument("--dataset", choices=INR_DATASETS, default=None,
+                   help="image set the nets were fitted to (default: from mnfn-export.json or the folder name)")
+    i.add_argument("--prefix", default=NFN_PREFIX, help=f"class folder prefix (default {NFN_PREFIX})")
+    i.add_argument("--train-size", type=int, default=None, help="first test index (default: the set's train size)")
+    i.add_argument("--psnr", action="store_true", help="render every net against its image to record its PSNR")
+    i.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA)")
+    i.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("export-nfn", help="write an INR set as NFN SIREN .pth files")
+    e.add_argument("dir")
+    e.add_argument("--out", required=True)
+    e.add_argument("--prefix", default=NFN_PREFIX)
+    e.add_argument("--renumber", action="store_true", help="number the nets 0..n-1 instead of by image index")
+    e.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("show", help="save originals beside reconstructions as a PNG grid")
+    s.add_argument("dir")
+    s.add_argument("--out", required=True, help="PNG file")
+    s.add_argument("--num", type=int, default=16)
+    s.add_argument("--split", choices=("train", "test", "all"), default="all")
+    s.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import inr
+
+    cmd = args.inr_command
+    if cmd == "make":
+        fit = inr.FitConfig(target_psnr=args.target_psnr, max_steps=args.max_steps, lr=args.lr)
+        splits = ("train", "test") if args.split == "both" else (args.split,)
+        summary = inr.make_inr_dataset(
+            args.out, args.dataset, num=args.num, splits=splits, seed=args.seed, shard=args.shard, fit=fit,
+            batch_size=args.batch, select=args.select, resize=tuple(args.resize) if args.resize else None,
+            data_root=args.data, max_chunks=args.max_chunks, progress=not args.no_progress)
+        print("\n".join(summary.lines()))
+        return 0
+    if cmd == "merge":
+        summary = inr.merge_inr_datasets(args.dirs, args.out)
+        print("\n".join(summary.lines()))
+        return 0
+    if cmd == "import-nfn":
+        summary = inr.import_nfn(args.src, args.out, dataset=args.dataset, prefix=args.prefix,
+                                 train_size=args.train_size, compute_psnr=args.psnr, data_root=args.data,
+                                 progress=not args.no_progress)
+        print("\n".join(summary.lines()))
+        return 0
+    if cmd == "export-nfn":
+        n = inr.export_nfn(args.dir, args.out, prefix=args.prefix, renumber=args.renumber,
+                           progress=not args.no_progress)
+        print(f"wrote {n} NFN SIREN files under {args.out}")
+        return 0
+    if cmd == "show":
+        path = show_grid(args.dir, args.out, num=args.num, split=args.split, data_root=args.data)
+        print(f"wrote {path}")
+        return 0
+    raise ValueError(f"unknown inr subcommand {cmd!r}")
+
+
+def show_grid(root: str | Path, out: str | Path, num: int = 16, split: str = "all",
+              data_root: str | Path | None = None) -> Path:
+    """Save a PNG: for the first ``num`` nets, the original image beside its SIREN rendering (with PSNR)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..data.inr import InrDataset, psnr
+    from ..io import atomic_path
+
+    ds = InrDataset(root, split=split, data_root=data_root)
+    if len(ds) == 0:
+        raise ValueError(f"{root}: no nets in split {split!r}")
+    n = max(1, min(num, len(ds)))
+    idx = list(range(n))
+    _, labels, originals = ds.batch(idx, with_images=True)
+    recon = ds.render(idx)
+    ps = psnr(recon, originals)
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.3, rows * 1.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    gray = ds.image_shape[0] == 1
+    for j in range(n):
+        r, c = divmod(j, cols)
+        for k, (img, title) in enumerate(((originals[j], f"{ds.classes[int(labels[j])]}"),
+                                          (recon[j], f"{float(ps[j]):.1f} dB"))):
+            ax = axes[r, 2 * c + k]
+            arr = img.permute(1, 2, 0).numpy()
+            ax.imshow(arr[..., 0] if gray else np.clip(arr, 0, 1), cmap="gray" if gray else None, vmin=0, vmax=1)
+            ax.set_title(title, fontsize=7)
+    fig.suptitle(f"{ds.meta['dataset']}: original | SIREN", fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return out
