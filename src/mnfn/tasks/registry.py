@@ -1,0 +1,98 @@
+"""Registries of task subcommands: ``mnfn train <TASK>`` and ``mnfn experiment <TASK>``.
+
+A task module in ``mnfn/tasks/`` registers itself when imported::
+
+    from .registry import register_train_task, register_experiment
+
+    register_train_task("classify-inr", help="...", add_arguments=add_train_arguments, run=run_train,
+                        example="mnfn train classify-inr --data DIR --model monomial")
+    register_experiment("classify-inr", help="...", add_arguments=..., run=...)
+
+``add_arguments(parser)`` fills an ``argparse`` parser, ``run(args) -> int`` does the work.
+:func:`load_tasks` imports every module of the package once, so the commands never list task
+modules by hand. A module that fails to import (say, one being edited) does not break the CLI:
+its error is kept in :data:`BROKEN` and shown when its command is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["TaskEntry", "TRAIN_TASKS", "EXPERIMENTS", "BROKEN", "register_train_task", "register_experiment",
+           "load_tasks", "add_task_subparsers"]
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
+    example: str | None = None
+    order: int = 100
+
+
+TRAIN_TASKS: dict[str, TaskEntry] = {}
+EXPERIMENTS: dict[str, TaskEntry] = {}
+#: module name -> one-line import error, for modules of the package that failed to import
+BROKEN: dict[str, str] = {}
+
+# Infrastructure modules of the package: no tasks in them.
+_SKIP = {"registry", "train", "metrics", "config"}
+_loaded = False
+
+
+def _register(table: dict[str, TaskEntry], kind: str, entry: TaskEntry) -> TaskEntry:
+    old = table.get(entry.name)
+    if old is not None and old.run is not entry.run:
+        raise ValueError(f"{kind} task {entry.name!r} registered twice")
+    table[entry.name] = entry
+    return entry
+
+
+def register_train_task(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+                        run: Callable[[argparse.Namespace], int], description: str | None = None,
+                        example: str | None = None, order: int = 100) -> TaskEntry:
+    """Make ``mnfn train NAME`` available."""
+    return _register(TRAIN_TASKS, "train", TaskEntry(name, help, add_arguments, run, description, example, order))
+
+
+def register_experiment(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+                        run: Callable[[argparse.Namespace], int], description: str | None = None,
+                        example: str | None = None, order: int = 100) -> TaskEntry:
+    """Make ``mnfn experiment NAME`` available."""
+    return _register(EXPERIMENTS, "experiment", TaskEntry(name, help, add_arguments, run, description, example, order))
+
+
+def load_tasks() -> None:
+    """Import every task module of :mod:`mnfn.tasks` (once) so it registers its subcommands."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from .. import tasks as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_") or info.name in _SKIP:
+            continue
+        try:
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+        except Exception as exc:  # keep the CLI usable while one module is broken
+            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            BROKEN[info.name] = last
+
+
+def add_task_subparsers(parser: argparse.ArgumentParser, table: dict[str, TaskEntry], dest: str) -> None:
+    """One subparser per registered task; sets ``args._task_run``."""
+    sub = parser.add_subparsers(dest=dest, metavar="TASK")
+    for entry in sorted(table.values(), key=lambda e: (e.order, e.name)):
+        p = sub.add_parser(entry.name, help=entry.help, description=entry.description or entry.help,
+                           epilog=entry.example, formatter_class=argparse.RawDescriptionHelpFormatter)
+        entry.add_arguments(p)
+        p.set_defaults(_task_run=entry.run)

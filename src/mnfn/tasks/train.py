@@ -1,0 +1,571 @@
+"""The generic training loop every task uses: :class:`Trainer` / :func:`fit`.
+
+What it does, in order:
+
+* seeds everything (:func:`seed_everything`; data order and per-batch augmentation are pure
+  functions of ``(seed, epoch, rank)``, so they need no saved state);
+* trains with Adam (or AdamW/SGD), optional gradient clipping, a tqdm progress bar;
+* after every epoch evaluates the validation data: the loss and the metrics, computed over the
+  *whole* split (predictions are gathered across ranks, so Kendall's tau is not a batch mean);
+* keeps the checkpoint with the best validation metric in ``best.pt`` **without ever touching the
+  live model** (the official code rolled training back to the best checkpoint at every
+  evaluation; here training always continues from where it is — load ``best.pt`` explicitly
+  with :func:`load_best` after training);
+* writes ``last.pt`` after every epoch (model, optimizer, RNG states of every rank, epoch, best
+  value, history, config) and ``log.csv`` (one row per epoch), atomically; a rerun with the same
+  ``out_dir`` resumes from ``last.pt`` and ends with exactly the result of an uninterrupted run;
+* under ``torchrun`` (``WORLD_SIZE > 1``): joins the process group (gloo on CPU, NCCL on CUDA),
+  wraps the model in ``DistributedDataParallel``, gives every rank its share of each epoch's
+  permutation (the ``DistributedSampler`` rule), takes ``batch_size`` as the *global* batch
+  (``ceil(batch_size / world)`` per rank, so the averaged gradient matches one process), reduces
+  losses and gathers predictions across ranks, and writes files on rank 0 only.
+
+Data: anything with ``__len__`` and ``take(idx: LongTensor) -> batch`` (see :class:`ArrayData`);
+objects with ``.features`` and ``.targets`` (``ZooDataset``, ``MaterializedZoo``), ``(inputs,
+targets)`` pairs and map-style datasets with a ``collate`` are adapted by :func:`as_data`.
+A batch is ``(inputs, targets)``; ``forward_fn(model, batch) -> (output, target)`` (default
+``model(inputs), targets``), ``loss_fn(output, target) -> scalar`` (mean over the batch),
+``predict_fn(output) -> Tensor`` (what the metrics see, e.g. ``sigmoid``; ``None``: loss only),
+``transform(batch, generator) -> batch`` (training-time augmentation, optional).
+
+Checkpoints hold tensors and plain containers only and load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import distributed as D
+from ..io import atomic_open, load_torch, save_torch
+from ..weightspace import WeightSpaceFeatures
+from .metrics import HIGHER_IS_BETTER, METRICS, compute_metrics, is_better
+
+__all__ = ["Trainer", "fit", "FitResult", "ArrayData", "as_data", "seed_everything", "derive_seed",
+           "rng_state", "set_rng_state", "to_device", "load_best", "read_log", "add_train_arguments", "apply_threads",
+           "CHECKPOINT_LAST", "CHECKPOINT_BEST", "LOG_FILE"]
+
+CHECKPOINT_LAST = "last.pt"
+CHECKPOINT_BEST = "best.pt"
+LOG_FILE = "log.csv"
+CHECKPOINT_VERSION = 1
+
+
+# --- seeds and RNG state ------------------------------------------------------------------------
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from a tuple of ints/strings (stable across runs and platforms)."""
+    ints = [abs(p) if isinstance(p, int) else int.from_bytes(str(p).encode(), "little") for p in parts]
+    return int(np.random.SeedSequence(ints).generate_state(1, np.uint64)[0] % (2 ** 63 - 1))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Global RNG states as tensors / plain lists (weights-only loadable)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    py = random.getstate()
+    out: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "numpy_rest": [int(pos), int(has_gauss), float(cached)],
+        "python": [int(py[0]), list(py[1]), py[2]],
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss, cached = state["numpy_rest"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss),
+                         float(cached)))
+    v, internal, gauss = state["python"]
+    random.setstate((int(v), tuple(int(x) for x in internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+# --- data adaptation --------------------------------------------------------------------------
+
+def _index(obj: Any, idx: Tensor) -> Any:
+    if isinstance(obj, (Tensor, WeightSpaceFeatures)):
+        return obj[idx]
+    if isinstance(obj, np.ndarray):
+        return obj[idx.numpy()]
+    if isinstance(obj, tuple):
+        return tuple(_index(o, idx) for o in obj)
+    if isinstance(obj, list):
+        return [_index(o, idx) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _index(v, idx) for k, v in obj.items()}
+    raise TypeError(f"cannot index a {type(obj).__name__} by a batch of indices")
+
+
+def _length(obj: Any) -> int:
+    if isinstance(obj, WeightSpaceFeatures):
+        return obj.batch_size
+    if isinstance(obj, (tuple, list)):
+        return _length(obj[0])
+    if isinstance(obj, dict):
+        return _length(next(iter(obj.values())))
+    return len(obj)
+
+
+class ArrayData:
+    """In-memory data: ``inputs`` (features, tensor, or tuple/dict of them) and ``targets`` indexed together."""
+
+    def __init__(self, inputs: Any, targets: Any) -> None:
+        n, m = _length(inputs), _length(targets)
+        if n != m:
+            raise ValueError(f"{n} inputs but {m} targets")
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self) -> int:
+        return _length(self.inputs)
+
+    def take(self, idx: Tensor) -> tuple[Any, Any]:
+        return _index(self.inputs, idx), _index(self.targets, idx)
+
+
+class _ItemData:
+    """A map-style dataset (``ds[i]``) and a ``collate(list of items) -> batch``."""
+
+    def __init__(self, ds: Any, collate: Callable[[list], Any]) -> None:
+        self.ds, self.collate = ds, collate
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def take(self, idx: Tensor) -> Any:
+        return self.collate([self.ds[int(i)] for i in idx])
+
+
+def as_data(obj: Any, collate: Callable[[list], Any] | None = None) -> Any:
+    """Adapt ``obj`` to the ``__len__`` + ``take(idx)`` protocol the trainer uses."""
+    if obj is None or hasattr(obj, "take"):
+        return obj
+    if hasattr(obj, "features") and hasattr(obj, "targets"):
+        return ArrayData(obj.features, obj.targets)
+    if isinstance(obj, tuple) and len(obj) == 2:
+        return ArrayData(*obj)
+    if hasattr(obj, "__getitem__") and hasattr(obj, "__len__"):
+        coll = collate or getattr(obj, "collate", None)
+        if coll is None:
+            from torch.utils.data import default_collate
+
+            coll = default_collate
+        return _ItemData(obj, coll)
+    raise TypeError(f"cannot use a {type(obj).__name__} as training data; give it __len__ and take(idx)")
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, (Tensor, WeightSpaceFeatures)):
+        return obj.to(device)
+    if isinstance(obj, tuple):
+        return tuple(to_device(o, device) for o in obj)
+    if isinstance(obj, list):
+        return [to_device(o, device) for o in obj]
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def _default_forward(model: nn.Module, batch: Any) -> tuple[Any, Any]:
+    inputs, target = batch
+    return model(inputs), target
+
+
+def _batch_size(batch: Any) -> int:
+    try:
+        return _length(batch[0] if isinstance(batch, (tuple, list)) else batch)
+    except Exception:
+        return 1
+
+
+# --- results, logs ----------------------------------------------------------------------------
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` did. ``history``: one dict per finished epoch (``epoch``,
+    ``train_loss``, ``val_loss``, ``val_<metric>`` ..., ``seconds``)."""
+
+    select: str
+    best_epoch: int | None
+    best_value: float | None
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    epochs_done: int
+    epochs: int
+    out_dir: Path | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.epochs_done >= self.epochs
+
+
+def read_log(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a ``log.csv`` as dicts of floats."""
+    with open(path) as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def _write_log(path: Path, history: list[dict[str, float]]) -> None:
+    cols: list[str] = []
+    for h in history:
+        for k in h:
+            if k not in cols:
+                cols.append(k)
+    with atomic_open(path, "w") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for h in history:
+            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in h.items()})
+
+
+def load_best(model: nn.Module, out_dir: str | Path, name: str = CHECKPOINT_BEST) -> dict[str, Any]:
+    """Load the best checkpoint's weights into ``model`` (explicitly, after training); returns its record."""
+    ck = load_torch(Path(out_dir) / name)
+    _unwrap(model).load_state_dict(ck["model"])
+    return ck
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _state_to_cpu(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in sd.items()}
+
+
+def _jsonable(cfg: Any) -> str:
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+# --- the trainer ------------------------------------------------------------------------------
+
+class Trainer:
+    """See the module docstring. ``select``: ``"loss"`` (validation loss, lower is better) or a
+    metric name (validation value, direction from :data:`HIGHER_IS_BETTER` unless ``select_mode``
+    is ``"max"``/``"min"``). Without validation data ``select="loss"`` uses the training loss.
+
+    ``out_dir=None`` trains without files (no checkpoints, no resume). ``resume=False`` ignores an
+    existing ``last.pt`` (and overwrites it). ``stop_after``: train at most that many epochs in this
+    call (time-sliced jobs, tests of resume). ``on_nonfinite``: ``"raise"`` stops at a NaN/Inf
+    training loss; ``"skip"`` skips steps whose loss or gradients are not finite (counted in the
+    log's ``skipped_steps``) — a workaround, never silent. ``config``: a JSON-able dict stored in checkpoints; a
+    resume with a different config (apart from ``epochs``) is refused.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[Any, Any], Tensor], train_data: Any,
+                 val_data: Any = None, *, metrics: Sequence[str] | Mapping[str, Callable] = (),
+                 predict_fn: Callable[[Any], Tensor] | None = None,
+                 forward_fn: Callable[[nn.Module, Any], tuple[Any, Any]] | None = None,
+                 transform: Callable[[Any, torch.Generator], Any] | None = None,
+                 epochs: int = 1, batch_size: int = 8, eval_batch_size: int | None = None, lr: float = 1e-3,
+                 weight_decay: float = 0.0, optimizer: str = "adam", grad_clip: float | None = None, seed: int = 0,
+                 out_dir: str | Path | None = None, select: str = "loss", select_mode: str | None = None,
+                 resume: bool = True, progress: bool = True, device: str | torch.device | None = None,
+                 config: Mapping[str, Any] | None = None, find_unused_parameters: bool = False,
+                 stop_after: int | None = None, desc: str = "train", collate: Callable | None = None,
+                 on_nonfinite: str = "raise") -> None:
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.dist = D.init_distributed(device)
+        self.device = self.dist.device
+        self.model = model.to(self.device)
+        self.loss_fn = loss_fn
+        self.train_data = as_data(train_data, collate)
+        self.val_data = as_data(val_data, collate)
+        if isinstance(metrics, Mapping):
+            self.metric_fns = dict(metrics)
+        else:
+            unknown = [m for m in metrics if m not in METRICS]
+            if unknown:
+                raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}")
+            self.metric_fns = {m: METRICS[m] for m in metrics}
+        self.predict_fn = predict_fn
+        self.forward_fn = forward_fn or _default_forward
+        self.transform = transform
+        self.epochs = int(epochs)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or max(batch_size, 256))
+        self.lr, self.weight_decay, self.optimizer_name, self.grad_clip = float(lr), float(weight_decay), optimizer, grad_clip
+        self.seed = int(seed)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.select = select
+        if select != "loss" and select not in self.metric_fns:
+            raise ValueError(f"select={select!r} is neither 'loss' nor one of the metrics {list(self.metric_fns)}")
+        if select_mode is None:
+            self.higher = HIGHER_IS_BETTER.get(select, False)
+        elif select_mode in ("max", "min"):
+            self.higher = select_mode == "max"
+        else:
+            raise ValueError(f"select_mode must be 'max' or 'min', got {select_mode!r}")
+        self.resume = resume
+        self.progress = progress
+        self.config = dict(config or {})
+        self.stop_after = stop_after
+        if on_nonfinite not in ("raise", "skip"):
+            raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
+        self.desc = desc
+        self.optimizer = self._make_optimizer()
+        if self.dist.distributed:
+            self.ddp: nn.Module = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=None, find_unused_parameters=find_unused_parameters)
+        else:
+            self.ddp = self.model
+
+    # -- pieces --------------------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        name = self.optimizer_name.lower()
+        if name == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if name == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if name == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+        raise ValueError(f"optimizer must be adam, adamw or sgd; got {self.optimizer_name!r}")
+
+    def _epoch_indices(self, epoch: int) -> Tensor:
+        g = torch.Generator().manual_seed(derive_seed(self.seed, "order", epoch))
+        order = torch.randperm(len(self.train_data), generator=g)
+        return D.shard_indices(order, self.dist.rank, self.dist.world_size)
+
+    def _per_rank_batch(self) -> int:
+        return max(1, math.ceil(self.batch_size / self.dist.world_size))
+
+    def steps_per_epoch(self) -> int:
+        n = len(self.train_data)
+        per_rank = math.ceil(n / self.dist.world_size)
+        return math.ceil(per_rank / self._per_rank_batch())
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, data: Any, model: nn.Module | None = None) -> tuple[Tensor | None, Any, float]:
+        """Run ``model`` (default: the live model) over all of ``data`` in order.
+
+        Returns ``(predictions, targets, mean loss)`` over the whole data (gathered across ranks);
+        predictions/targets are ``None`` when there is no ``predict_fn`` or the targets are not tensors.
+        """
+        data = as_data(data)
+        model = model if model is not None else self.model
+        was_training = model.training
+        model.eval()
+        n = len(data)
+        mine = torch.arange(n)[self.dist.rank::self.dist.world_size] if self.dist.distributed else torch.arange(n)
+        preds, targs, loss_sum, count = [], [], 0.0, 0
+        for s in range(0, len(mine), self.eval_batch_size):
+            idx = mine[s:s + self.eval_batch_size]
+            batch = to_device(data.take(idx), self.device)
+            out, target = self.forward_fn(model, batch)
+            loss = self.loss_fn(out, target)
+            loss_sum += float(loss) * len(idx)
+            count += len(idx)
+            if self.predict_fn is not None and isinstance(target, Tensor):
+                preds.append(self.predict_fn(out).detach().float().cpu())
+                targs.append(target.detach().cpu())
+        model.train(was_training)
+        tot = D.all_reduce_sum(torch.tensor([loss_sum, float(count)], dtype=torch.float64))
+        mean_loss = float(tot[0] / tot[1]) if tot[1] > 0 else float("nan")
+        if not preds:
+            return None, None, mean_loss
+        p, t = torch.cat(preds), torch.cat(targs)
+        if self.dist.distributed:
+            p, t = D.all_gather_cat(p), D.all_gather_cat(t)
+            pos = D.all_gather_cat(mine)
+            inv = torch.empty_like(pos)
+            inv[pos] = torch.arange(len(pos))
+            p, t = p[inv], t[inv]
+        return p, t, mean_loss
+
+    def evaluate(self, data: Any, model: nn.Module | None = None, prefix: str = "") -> dict[str, float]:
+        """``{prefix+"loss": ..., prefix+metric: ...}`` over all of ``data``."""
+        p, t, loss = self.predict(data, model)
+        out = {prefix + "loss": loss}
+        if p is not None and self.metric_fns:
+            out.update({prefix + k: v for k, v in compute_metrics(self.metric_fns, p, t).items()})
+        return out
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _ckpt_config(self) -> str:
+        return _jsonable({k: v for k, v in self.config.items() if k != "epochs"})
+
+    def _save_last(self, epoch: int, best: dict[str, Any], history: list[dict[str, float]]) -> None:
+        states = D.all_gather_cat(torch.get_rng_state().unsqueeze(0)) if self.dist.distributed else None
+        if not self.dist.is_main or self.out_dir is None:
+            return
+        ck = {
+            "version": CHECKPOINT_VERSION,
+            "epoch": epoch,
+            "model": _state_to_cpu(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng_state(),
+            "torch_rng_per_rank": states,
+            "world_size": self.dist.world_size,
+            "best": best,
+            "history": history,
+            "config": self._ckpt_config(),
+            "seed": self.seed,
+        }
+        save_torch(self.out_dir / CHECKPOINT_LAST, ck)
+        _write_log(self.out_dir / LOG_FILE, history)
+
+    def _save_best(self, epoch: int, value: float, metrics: dict[str, float]) -> None:
+        if not self.dist.is_main or self.out_dir is None:
+            return
+        save_torch(self.out_dir / CHECKPOINT_BEST, {
+            "version": CHECKPOINT_VERSION, "epoch": epoch, "select": self.select, "value": value,
+            "metrics": metrics, "model": _state_to_cpu(self.model.state_dict()), "config": self._ckpt_config(),
+        })
+
+    def _try_resume(self) -> tuple[int, dict[str, Any], list[dict[str, float]]]:
+        fresh = (0, {"epoch": None, "value": None, "metrics": {}}, [])
+        if self.out_dir is None or not self.resume:
+            return fresh
+        path = self.out_dir / CHECKPOINT_LAST
+        exists = D.broadcast_object(path.is_file())
+        if not exists:
+            return fresh
+        ck = load_torch(path, map_location="cpu")
+        if ck.get("config") != self._ckpt_config():
+            raise ValueError(f"{path}: was written with another configuration; use another --out folder or "
+                             f"start over (--restart). saved: {ck.get('config')} now: {self._ckpt_config()}")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        set_rng_state(ck["rng"])
+        per_rank = ck.get("torch_rng_per_rank")
+        if per_rank is not None and int(ck.get("world_size", 1)) == self.dist.world_size:
+            torch.set_rng_state(per_rank[self.dist.rank].clone())
+        return int(ck["epoch"]), dict(ck["best"]), list(ck["history"])
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        if self.out_dir is not None and self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        start, best, history = self._try_resume()
+        if start == 0:
+            # Per-rank stream for dropout & co.; model init happened before, seeded by the caller.
+            torch.manual_seed(derive_seed(self.seed, "train", self.dist.rank))
+        end = self.epochs if self.stop_after is None else min(self.epochs, start + max(0, self.stop_after))
+        steps = self.steps_per_epoch()
+        bar = None
+        if self.progress and self.dist.is_main and end > start:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.epochs * steps, initial=start * steps, desc=self.desc, unit="step",
+                       dynamic_ncols=True, leave=False)
+        bs = self._per_rank_batch()
+        try:
+            for epoch in range(start, end):
+                t0 = time.perf_counter()
+                self.model.train()
+                mine = self._epoch_indices(epoch)
+                gen = torch.Generator().manual_seed(derive_seed(self.seed, "transform", epoch, self.dist.rank))
+                loss_sum, count, skipped = 0.0, 0, 0
+                for s in range(0, len(mine), bs):
+                    idx = mine[s:s + bs]
+                    batch = self.train_data.take(idx)
+                    if self.transform is not None:
+                        batch = self.transform(batch, gen)
+                    batch = to_device(batch, self.device)
+                    out, target = self.forward_fn(self.ddp, batch)
+                    loss = self.loss_fn(out, target)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self.on_nonfinite == "skip":
+                        # one flag for all ranks, so every rank skips the same steps
+                        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()) and all(
+                            torch.isfinite(p.grad).all() for p in self.model.parameters() if p.grad is not None)
+                            else 1.0], dtype=torch.float64)
+                        if float(D.all_reduce_sum(bad)) > 0:
+                            skipped += 1
+                            if bar is not None:
+                                bar.update(1)
+                            continue
+                    elif not torch.isfinite(loss.detach()):
+                        raise FloatingPointError(f"epoch {epoch + 1}: training loss is {float(loss.detach())} "
+                                                 "(on_nonfinite='skip' skips such steps)")
+                    if self.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                    self.optimizer.step()
+                    loss_sum += float(loss.detach()) * len(idx)
+                    count += len(idx)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.4f}", refresh=False)
+                tot = D.all_reduce_sum(torch.tensor([loss_sum, float(count)], dtype=torch.float64))
+                row: dict[str, float] = {"epoch": epoch + 1, "train_loss": float(tot[0] / max(tot[1], 1))}
+                if self.on_nonfinite == "skip":
+                    row["skipped_steps"] = skipped
+                if self.val_data is not None:
+                    row.update(self.evaluate(self.val_data, prefix="val_"))
+                    value = row["val_" + self.select]
+                else:
+                    value = row["train_loss"] if self.select == "loss" else float("nan")
+                row["seconds"] = time.perf_counter() - t0
+                history.append(row)
+                if is_better(value, best["value"], self.higher) or best["epoch"] is None:
+                    best = {"epoch": epoch + 1, "value": value,
+                            "metrics": {k: v for k, v in row.items() if k not in ("epoch", "seconds")}}
+                    self._save_best(epoch + 1, value, best["metrics"])
+                self._save_last(epoch + 1, best, history)
+                if bar is not None:
+                    shown = "val_" + self.select if self.val_data is not None else "train_loss"
+                    bar.set_postfix(epoch=epoch + 1, **{shown: f"{row.get(shown, value):.4f}"},
+                                    best=f"{best['value']:.4f}@{best['epoch']}")
+        finally:
+            if bar is not None:
+                bar.close()
+        D.barrier()
+        return FitResult(self.select, best["epoch"], best["value"], dict(best["metrics"]), history,
+                         epochs_done=len(history), epochs=self.epochs, out_dir=self.out_dir)
+
+
+def fit(model: nn.Module, loss_fn: Callable[[Any, Any], Tensor], train_data: Any, val_data: Any = None,
+        **kwargs: Any) -> FitResult:
+    """``Trainer(model, loss_fn, train_data, val_data, **kwargs).fit()``."""
+    return Trainer(model, loss_fn, train_data, val_data, **kwargs).fit()
+
+
+def apply_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` when positive (the ``--threads`` option)."""
+    if threads and threads > 0:
+        torch.set_num_threads(int(threads))
+
+
+def add_train_arguments(p: Any, default_epochs: int | None = None) -> None:
+    """Arguments every ``mnfn train TASK`` shares: seed, output folder, epochs, device, threads, resume."""
+    p.add_argument("--seed", type=int, default=0, help="seed for model init, data order and augmentation (default 0)")
+    p.add_argument("--out", default=None, help="output folder (checkpoints, log.csv, metrics.json)")
+    p.add_argument("--epochs", type=int, default=default_epochs, help="override the config's epochs")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: fastest for these small tensors on a shared CPU; 0 = torch's default)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing last.pt and train from scratch")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="stop after N epochs of this call (resume later with the same command)")
