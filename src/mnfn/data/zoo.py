@@ -563,13 +563,28 @@ def _make_optimizer(params: list[Tensor], cfg: NetConfig) -> torch.optim.Optimiz
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
+def _dropout(h: Tensor, p: float) -> Tensor:
+    """Elementwise dropout with the drop probability rounded to a multiple of 1/256.
+
+    Why not ``F.dropout``: drawing one random float per element dominates the step time of these
+    tiny nets on a CPU. Here every random 64-bit integer gives eight bytes, each compared with
+    ``round(256 p)``: about 3x faster. Kept values are scaled by the exact ``1 / P(keep)``.
+    """
+    thr = int(round(p * 256))
+    if thr <= 0:
+        return h
+    n = h.numel()
+    r = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64).view(torch.uint8)[:n].view(h.shape)
+    return h * (r >= thr) * (256.0 / (256 - thr))
+
+
 def _forward(model: nn.Sequential, x: Tensor, dropout: float, train: bool) -> Tensor:
     """The zoo net with dropout after every hidden activation (only while training)."""
     h = x
     for m in model:
         h = m(h)
         if train and dropout > 0 and not isinstance(m, (nn.Conv2d, nn.Linear, nn.AdaptiveAvgPool2d, nn.Flatten)):
-            h = F.dropout(h, dropout, training=True)
+            h = _dropout(h, dropout)
     return h
 
 
