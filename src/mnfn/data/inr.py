@@ -956,7 +956,9 @@ EXPORT_META = "mnfn-export.json"
 
 
 def _guess_dataset(src: Path) -> str | None:
-    name = str(src.resolve()).lower()
+    # The folder's own name and its parent's (e.g. .../mnist-inrs or .../fashion/sirens), as NFN's loader guesses.
+    r = src.resolve()
+    name = f"{r.parent.name}/{r.name}".lower()
     if "fashion" in name:
         return "fashion-mnist"
     if "mnist" in name:
