@@ -21,7 +21,7 @@ from mnfn.data.inr import (FitConfig, InrDataset, export_nfn, fit_sirens, images
                            make_coords, make_inr_dataset, merge_inr_datasets, net_seed, nfn_keys, psnr, read_index,
                            read_nfn_file, render)
 from mnfn.io import DataFormatError
-from mnfn.weightspace import Sine, siren_spec
+from mnfn.weightspace import siren_spec
 
 FAST = FitConfig(max_steps=200)
 
