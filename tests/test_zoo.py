@@ -141,6 +141,7 @@ def test_resume_after_interruption_is_identical(zoo_dir, tmp_path):
     assert r2.done == 3 and r2.trained_now == 1
     r3 = make_zoo(out, "digits", NUM, seed=3, recipe=TINY, progress=False)
     assert r3.complete and r3.trained_now == 3
+    assert not (out / ".parts").exists()
     _same_files(zoo_dir, out)
     # Rerunning a finished zoo is a no-op; other settings are refused.
     assert make_zoo(out, "digits", NUM, seed=3, recipe=TINY, progress=False).trained_now == 0
@@ -149,17 +150,21 @@ def test_resume_after_interruption_is_identical(zoo_dir, tmp_path):
 
 
 def test_resume_after_kill(zoo_dir, tmp_path):
-    """SIGKILL a real `mnfn zoo make` mid-run; rerunning completes to the same zoo."""
+    """SIGKILL a real `mnfn zoo make --workers 2` (its whole process group) mid-run; rerunning in-process
+    completes it to the same zoo: nets from worker processes equal in-process ones, none lost or doubled."""
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "mnfn", "zoo", "make", "--dataset", "digits", "--num-nets", str(NUM), "--out",
            str(out), "--seed", "3", "--epochs", str(TINY.epochs), "--train-images", str(TINY.train_images),
-           "--test-images", str(TINY.test_images), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+           "--test-images", str(TINY.test_images), "--no-progress", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     parts = out / ".parts"
     t0 = time.time()
     while time.time() - t0 < 60 and not list(parts.glob("net*.npz")) and proc.poll() is None:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI process and its worker processes
+    except ProcessLookupError:
+        pass
     proc.wait()
     n_done = len(list(parts.glob("net*.npz")))
     if n_done == 0 or (out / "zoo.json").exists():

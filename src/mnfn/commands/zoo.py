@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mk.add_argument("--batch-size", type=int, default=None)
     mk.add_argument("--train-images", type=int, default=None, help="training pool per net (one epoch = this many examples)")
     mk.add_argument("--test-images", type=int, default=None, help="first N test images measure test accuracy")
-    mk.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for these tiny nets)")
+    mk.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker (default 1: fastest for these tiny nets)")
+    mk.add_argument("--workers", type=int, default=1, help="train in this many processes (same zoo; default 1)")
     mk.add_argument("--max-new-nets", type=int, default=None, help="stop after training this many nets (resume later)")
     mk.add_argument("--no-progress", action="store_true")
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         acts = tuple(a.strip() for a in args.activations.split(",") if a.strip())
         res = Z.make_zoo(args.out, args.dataset, args.num_nets, activations=acts, seed=args.seed, shard=args.shard,
                          recipe=recipe, data_root=args.data, progress=not args.no_progress, threads=args.threads,
-                         max_new_nets=args.max_new_nets)
+                         max_new_nets=args.max_new_nets, workers=args.workers)
         state = "complete" if res.complete else "unfinished (rerun the same command to continue)"
         extra = ""
         if res.net_seconds:

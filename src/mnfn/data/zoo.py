@@ -752,10 +752,55 @@ def _assemble(out: Path, parts: Path, indices: list[int], meta: dict[str, Any], 
     write_zoo(out, np.concatenate(ws), ms, layout, meta)
 
 
+@dataclass(frozen=True)
+class _Job:
+    seed: int
+    activations: tuple[str, ...]
+    recipe: Recipe
+    dataset: str
+    parts: str
+    data_root: str | None
+    threads: int | None
+
+
+class _WorkerState:
+    """Trains nets of one job and saves each as ``parts/net<i>.npz`` (atomically)."""
+
+    def __init__(self, job: _Job, data: _Data, layout: list[LayoutEntry], num_classes: int) -> None:
+        self.job, self.data, self.layout, self.num_classes = job, data, layout, num_classes
+
+    def run(self, i: int) -> tuple[int, float, float, float | None]:
+        j = self.job
+        t0, c0 = time.perf_counter(), time.process_time()
+        rows, metrics, _ = _train_with_retries(j.seed, i, j.activations, j.recipe, self.data, self.layout,
+                                               j.dataset, self.num_classes)
+        save_npz(Path(j.parts) / f"net{i:06d}.npz", weights=rows, metrics=np.array(json.dumps(metrics)))
+        acc = metrics[-1]["test_accuracy"] if metrics else None
+        return i, time.perf_counter() - t0, time.process_time() - c0, acc
+
+
+_WORKER: _WorkerState | None = None
+
+
+def _worker_init(job: _Job) -> None:
+    global _WORKER
+    if job.threads is not None:
+        torch.set_num_threads(job.threads)
+    data, tr = _load_data(job.dataset, job.recipe, job.data_root)
+    spec = cnn_spec(data.spec_in[0], [job.recipe.channels] * job.recipe.num_conv, tr.num_classes,
+                    job.activations[0], image_size=data.spec_in[1])
+    _WORKER = _WorkerState(job, data, zoo_layout(spec), tr.num_classes)
+
+
+def _worker_net(i: int) -> tuple[int, float, float, float | None]:
+    assert _WORKER is not None
+    return _WORKER.run(i)
+
+
 def make_zoo(out_dir: str | os.PathLike, dataset: str, num_nets: int, activations: Sequence[str] = ("relu", "tanh"),
              seed: int = 0, shard: tuple[int, int] | str = (0, 1), recipe: Recipe | None = None,
              data_root: str | os.PathLike | None = None, progress: bool = True, threads: int | None = 1,
-             max_new_nets: int | None = None, keep_parts: bool = False,
+             max_new_nets: int | None = None, keep_parts: bool = False, workers: int = 1,
              on_net: Callable[[int, float], None] | None = None) -> MakeZooResult:
     """Train a zoo of ``num_nets`` CNNs on ``dataset`` into ``out_dir`` (public Small CNN Zoo files).
 
@@ -766,7 +811,8 @@ def make_zoo(out_dir: str | os.PathLike, dataset: str, num_nets: int, activation
     public files are written (rows sorted by net index, then step) and the parts removed (unless
     ``keep_parts``). ``max_new_nets`` stops after that many newly trained nets (time-sliced jobs;
     ``complete`` is then False). ``threads``: torch CPU threads while training (1 is fastest for these
-    tiny convolutions on a small shared CPU); ``None`` leaves the setting alone.
+    tiny convolutions on a small shared CPU); ``None`` leaves the setting alone. ``workers > 1``
+    trains nets in that many spawned processes (``threads`` each); the zoo is the same.
     """
     if num_nets < 1:
         raise ValueError(f"num_nets must be positive, got {num_nets}")
@@ -813,36 +859,47 @@ def make_zoo(out_dir: str | os.PathLike, dataset: str, num_nets: int, activation
     todo = [i for i in indices if i not in done]
     if max_new_nets is not None:
         todo = todo[:max(0, max_new_nets)]
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
     times: list[float] = []
     cpu_times: list[float] = []
-    try:
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(indices), initial=len(done), desc=f"zoo {dataset} shard {k}/{n}", unit="net")
-        for i in todo:
-            t0, c0 = time.perf_counter(), time.process_time()
-            rows, metrics, _ = _train_with_retries(seed, i, acts, recipe, data, layout, dataset, num_classes)
-            save_npz(parts / f"net{i:06d}.npz", weights=rows, metrics=np.array(json.dumps(metrics)))
-            dt = time.perf_counter() - t0
-            times.append(dt)
-            cpu_times.append(time.process_time() - c0)
-            done.add(i)
-            if on_net is not None:
-                on_net(i, dt)
-            if bar is not None:
-                bar.update(1)
-                if metrics:
-                    bar.set_postfix(acc=f"{metrics[-1]['test_accuracy']:.3f}", s=f"{dt:.2f}")
+        bar = tqdm(total=len(indices), initial=len(done), desc=f"zoo {dataset} shard {k}/{n}", unit="net")
+
+    def finished(i: int, dt: float, cpu: float, acc: float | None) -> None:
+        times.append(dt)
+        cpu_times.append(cpu)
+        done.add(i)
+        if on_net is not None:
+            on_net(i, dt)
         if bar is not None:
-            bar.close()
-    finally:
+            bar.update(1)
+            if acc is not None:
+                bar.set_postfix(acc=f"{acc:.3f}", s=f"{dt:.2f}")
+
+    job = _Job(seed, acts, recipe, dataset, str(parts), None if data_root is None else str(data_root), threads)
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing as mp
+
+        # spawn, not fork: a forked torch process can deadlock in its thread pools.
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(min(workers, len(todo)), initializer=_worker_init, initargs=(job,)) as pool:
+            for res in pool.imap_unordered(_worker_net, todo):
+                finished(*res)
+    else:
+        old_threads = torch.get_num_threads()
         if threads is not None:
-            torch.set_num_threads(old_threads)
+            torch.set_num_threads(threads)
+        try:
+            state = _WorkerState(job, data, layout, num_classes)
+            for i in todo:
+                finished(*state.run(i))
+        finally:
+            if threads is not None:
+                torch.set_num_threads(old_threads)
+    if bar is not None:
+        bar.close()
     complete = len(done) == len(indices)
     if complete:
         _assemble(out, parts, indices, meta, layout)
@@ -850,6 +907,8 @@ def make_zoo(out_dir: str | os.PathLike, dataset: str, num_nets: int, activation
             for i in indices:
                 (parts / f"net{i:06d}.npz").unlink(missing_ok=True)
             cfg_path.unlink(missing_ok=True)
+            for junk in parts.glob(".net*.tmp"):  # temporary files of writes killed mid-way
+                junk.unlink(missing_ok=True)
             try:
                 parts.rmdir()
             except OSError:
