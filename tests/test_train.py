@@ -33,7 +33,8 @@ def test_metrics_values():
     assert M.kendall_tau(t, t) == pytest.approx(1.0)
     assert M.kendall_tau(-t, t) == pytest.approx(-1.0)
     assert M.kendall_tau([1.0, 3.0, 2.0, 4.0], t) == pytest.approx(2 / 3)
-    assert math.isnan(M.kendall_tau(np.ones(4), t))
+    assert M.kendall_tau(np.ones(4), t) == 0.0  # constant predictions rank nothing
+    assert math.isnan(M.kendall_tau(t, np.ones(4)))
     assert M.r2(t, t) == pytest.approx(1.0)
     assert M.r2(np.full(4, t.mean()), t) == pytest.approx(0.0)
     assert M.mae(t + 0.1, t) == pytest.approx(0.1)

@@ -31,12 +31,19 @@ def _pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def kendall_tau(pred: Any, target: Any) -> float:
-    """Kendall's tau-b (``scipy.stats.kendalltau``); NaN when either side is constant or empty."""
+    """Kendall's tau-b (``scipy.stats.kendalltau``).
+
+    Constant predictions (a saturated model) rank nothing: tau is 0 for them, where scipy says NaN,
+    so means over seeds and plots stay defined. NaN when the targets are constant or there are
+    fewer than 2 items.
+    """
     from scipy.stats import kendalltau
 
     p, t = _pair(pred, target)
-    if p.size < 2 or np.all(p == p[0]) or np.all(t == t[0]):
+    if p.size < 2 or np.all(t == t[0]):
         return float("nan")
+    if np.all(p == p[0]):
+        return 0.0
     return float(kendalltau(p, t).statistic)
 
 
