@@ -1,0 +1,370 @@
+"""Experiment 2: classify SIRENs (INRs) by the class of the image they draw.
+
+``mnfn train classify-inr --inrs DIR --model NAME [--config FILE] [--seed S]`` trains one model on
+an INR set made by ``mnfn inr make`` (:mod:`mnfn.data.inr`): the last ``val_size`` of the train
+split is the validation set, the checkpoint with the best validation accuracy is kept
+(``best.pt``) and evaluated once on the test split (``metrics.json``).
+
+``mnfn experiment classify-inr --inrs DIR [--inrs DIR2 ...] --models a,b --seeds 0,1,2`` runs the
+grid (finished runs are skipped, interrupted ones resume), and writes ``results.json`` and a
+markdown table (mean +- std of test accuracy over seeds, with the INR set sizes).
+
+Every model sees the weights divided by a fixed positive scale per tensor (RMS over the training
+set, :class:`mnfn.inr_models.TensorScale`); this keeps every symmetry (a positive scalar per tensor
+commutes with permutations and sign flips) and puts all models on the same footing.
+
+The helpers at the bottom (run folders, grids, tables) are shared with :mod:`.edit_inr`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.inr import InrDataset
+from ..groups import sample_element
+from ..inr_models import INR_CLASSIFIERS, TensorScale, tensor_rms
+from ..io import read_json, write_json
+from ..models import MODELS, build_model, claimed_symmetries, count_parameters
+from ..weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures
+from .config import add_config_arguments, config_digest, load_config
+from .registry import register_experiment, register_train_task
+from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
+
+__all__ = ["DEFAULTS", "MODEL_DEFAULTS", "load_splits", "model_config", "build_inr_model", "train_classifier",
+           "group_augment", "run_grid", "summarize_runs", "markdown_table", "mean_std"]
+
+TASK = "classify-inr"
+
+#: Per-model configs for INR classification (CPU-sized; ``models.NAME.KEY`` in a config overrides).
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "monomial-inr": {"hidden": [32, 32, 16], "head": [256, 256], "dropout": 0.1},
+    "hybrid-inr": {"sign_channels": [16, 16, 1], "mapping_size": 32, "fourier_scale": 3.0, "mode": "hnp",
+                   "hnp_hidden": [64, 64, 64], "head": [256, 256], "dropout": 0.1},
+    "hnp": {"hidden": [64, 64, 64], "head": [256, 256], "dropout": 0.1},
+    "np": {"hidden": [64, 64, 64], "head": [256, 256], "dropout": 0.1},
+    "mlp": {"hidden": [512, 512], "dropout": 0.1},
+}
+
+DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "optimizer": "adam",
+    "grad_clip": None,
+    "val_size": 0.1,  # fraction (or count) of the train split held out for checkpoint selection
+    "max_train": None,  # use at most this many training nets (None: all)
+    "normalize": True,  # divide each tensor by its training-set RMS (keeps every symmetry)
+    "augment": False,  # random sign flips x permutations of each training batch
+    "label_smoothing": 0.0,
+    "models": copy.deepcopy(MODEL_DEFAULTS),
+    "experiment": {"models": list(INR_CLASSIFIERS), "seeds": [0, 1, 2]},
+}
+
+
+# --- data --------------------------------------------------------------------------------------
+
+def load_splits(inrs: str | Path, val_size: int | float, with_images: bool = False,
+                data_root: str | Path | None = None) -> tuple[InrDataset, InrDataset, InrDataset]:
+    """Train, validation and test :class:`InrDataset` of an INR set folder."""
+    root = Path(inrs)
+    if not (root / "meta.json").is_file():
+        raise FileNotFoundError(f"{root}: not an INR set (no meta.json); make one with `mnfn inr make`")
+    kw = dict(val_size=val_size, with_images=with_images, data_root=data_root)
+    train = InrDataset(root, "train", **kw)
+    val = InrDataset(root, "val", **kw)
+    test = InrDataset(root, "test", **kw)
+    if len(test) == 0:
+        raise ValueError(f"{root}: the INR set has no test split; make it with --splits train,test")
+    return train, val, test
+
+
+def n_train(train: InrDataset, max_train: int | None) -> int:
+    """How many training nets a run uses: all, or the first ``max_train``."""
+    return len(train) if max_train is None else max(1, min(int(max_train), len(train)))
+
+
+def group_augment(spec) -> Callable[[Any, torch.Generator], Any]:
+    """Training transform: every net of a batch moved by its own random element of the weights'
+    monomial group (sign flips x permutations for SIRENs); targets unchanged (classification)."""
+
+    def transform(batch: Any, gen: torch.Generator) -> Any:
+        feats, target = batch
+        g = sample_element(spec, feats.batch_size, generator=gen, dtype=feats.dtype)
+        return g.act(feats), target
+
+    return transform
+
+
+# --- models ------------------------------------------------------------------------------------
+
+def model_config(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The model's config section (lists as lists), or ``{}``."""
+    sec = cfg.get("models", {}).get(name, {}) or {}
+    if not isinstance(sec, Mapping):
+        raise ValueError(f"config models.{name} must be a mapping of model options, got {sec!r}")
+    return dict(sec)
+
+
+def build_inr_model(name: str, spec, cfg: Mapping[str, Any], scales: torch.Tensor | None, *,
+                    out_dim: int | None = None, kind: str = "invariant") -> nn.Module:
+    """Build registry model ``name`` with its config section (and ``out_dim`` for classifiers),
+    wrapped in :class:`TensorScale` when ``scales`` is given."""
+    if name not in MODELS:
+        raise WeightSpaceError(f"unknown model {name!r}; registered: {', '.join(MODELS)}")
+    entry = MODELS[name]
+    if entry.kind != kind:
+        want = "a classifier (features -> logits)" if kind == "invariant" else "an editor (features -> weight change)"
+        raise ValueError(f"model {name!r} is not {want}; use one of "
+                         f"{', '.join(n for n, e in MODELS.items() if e.kind == kind)}")
+    mcfg = model_config(cfg, name)
+    if out_dim is not None:
+        mcfg["out_dim"] = out_dim
+    model = build_model(name, spec, **mcfg)
+    if scales is not None:
+        model = TensorScale(model, scales, rescale_output=(kind == "equivariant"))
+    return model
+
+
+def describe_claims(name: str, spec) -> str:
+    syms = claimed_symmetries(name, spec)[1:-1]
+    if all(s == Symmetry.FIXED for s in syms):
+        return "none"
+    return ", ".join(sorted(set(syms)))
+
+
+# --- one run -----------------------------------------------------------------------------------
+
+def _set_info(ds: InrDataset) -> dict[str, Any]:
+    return {"dataset": ds.meta.get("dataset"), "image_shape": list(ds.image_shape), "root": str(ds.root)}
+
+
+def train_classifier(inrs: str | Path, model_name: str, cfg: Mapping[str, Any], *, seed: int = 0,
+                     out_dir: str | Path | None = None, device: str | None = "auto", progress: bool = False,
+                     resume: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+    """Train ``model_name`` on the INR set ``inrs``; returns (and writes to ``out_dir/metrics.json``)
+    the test accuracy of the best-validation checkpoint and the facts of the run."""
+    t0 = time.perf_counter()
+    train, val, test = load_splits(inrs, cfg["val_size"])
+    spec = train.spec
+    n = n_train(train, cfg.get("max_train"))
+    feats, labels = train.features[slice(0, n)], train.labels[:n]
+    seed_everything(derive_seed(seed, "model", model_name))
+    scales = tensor_rms(feats) if cfg["normalize"] else None
+    model = build_inr_model(model_name, spec, cfg, scales, out_dim=train.num_classes, kind="invariant")
+    smoothing = float(cfg.get("label_smoothing", 0.0))
+
+    def loss_fn(out, target):
+        return F.cross_entropy(out, target, label_smoothing=smoothing)
+
+    run_cfg = {"task": TASK, "model": model_name, "inrs": str(inrs), "seed": seed,
+               **{k: v for k, v in cfg.items() if k not in ("models", "experiment")},
+               "model_config": model_config(cfg, model_name)}
+    trainer = Trainer(model, loss_fn, ArrayData(feats, labels), ArrayData(val.features, val.labels),
+                      metrics=["accuracy"], predict_fn=lambda out: out, select="accuracy",
+                      transform=group_augment(spec) if cfg["augment"] else None,
+                      epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                      weight_decay=cfg["weight_decay"], optimizer=cfg["optimizer"], grad_clip=cfg["grad_clip"],
+                      seed=seed, out_dir=out_dir, select_mode="max", resume=resume, progress=progress,
+                      device=None if device == "auto" else device, config=run_cfg, stop_after=stop_after,
+                      desc=f"{TASK} {model_name} s{seed}")
+    res = trainer.fit()
+    if out_dir is not None and res.best_epoch is not None:
+        load_best(model, out_dir)
+    test_metrics = trainer.evaluate(ArrayData(test.features, test.labels), prefix="test_")
+    out = {
+        "task": TASK, "model": model_name, "description": MODELS[model_name].description,
+        "claims": describe_claims(model_name, spec), "seed": seed, **_set_info(train),
+        "n_train": n, "n_val": len(val), "n_test": len(test), "num_classes": train.num_classes,
+        "params": count_parameters(model), "epochs": cfg["epochs"], "epochs_done": res.epochs_done,
+        "completed": res.completed, "best_epoch": res.best_epoch,
+        "val_accuracy": res.best_metrics.get("val_accuracy"),
+        "test_accuracy": test_metrics["test_accuracy"], "test_loss": test_metrics["test_loss"],
+        "seconds": time.perf_counter() - t0, "config_digest": config_digest(run_cfg), "config": run_cfg,
+    }
+    if out_dir is not None:
+        write_json(Path(out_dir) / "metrics.json", out)
+    return out
+
+
+# --- grids, summaries, tables (shared with edit_inr) -------------------------------------------
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def run_grid(out: str | Path, sets: Sequence[str | Path], models: Sequence[str], seeds: Sequence[int],
+             run_one: Callable[[str | Path, str, int, Path], dict[str, Any]], digest: str,
+             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run ``run_one(inrs, model, seed, run_dir)`` for every combination; a run whose
+    ``metrics.json`` exists with the same config digest and is complete is read, not rerun."""
+    out = Path(out)
+    results = []
+    total = len(sets) * len(models) * len(seeds)
+    k = 0
+    for inrs in sets:
+        tag = Path(inrs).name
+        for name in models:
+            for seed in seeds:
+                k += 1
+                run_dir = out / tag / name / f"seed{seed}"
+                done = run_dir / "metrics.json"
+                if done.is_file():
+                    prev = read_json(done)
+                    if prev.get("grid_digest") == digest and prev.get("completed"):
+                        log(f"[{k}/{total}] {tag} {name} seed {seed}: done before")
+                        results.append(prev)
+                        continue
+                log(f"[{k}/{total}] {tag} {name} seed {seed} ...")
+                r = run_one(inrs, name, seed, run_dir)
+                r["grid_digest"] = digest
+                r["set"] = tag
+                write_json(done, r)
+                results.append(r)
+    return results
+
+
+def summarize_runs(runs: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """One row per (set, model): mean, std and count of ``metric`` over seeds."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["set"], r["model"]), []).append(r)
+    rows = []
+    for (s, m), rs in groups.items():
+        mu, sd = mean_std([r[metric] for r in rs])
+        rows.append({"set": s, "model": m, "metric": metric, "mean": mu, "std": sd, "n": len(rs),
+                     "seeds": [r["seed"] for r in rs], "n_train": rs[0]["n_train"], "n_val": rs[0]["n_val"],
+                     "n_test": rs[0]["n_test"], "params": rs[0]["params"], "claims": rs[0].get("claims"),
+                     "dataset": rs[0].get("dataset"), "epochs": rs[0].get("epochs"),
+                     "seconds_mean": float(np.mean([r.get("seconds", float("nan")) for r in rs]))})
+    return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], scale: float = 1.0, digits: int = 2,
+                   metric_label: str = "test accuracy (%)", extra: Mapping[str, Mapping[str, str]] | None = None,
+                   ) -> str:
+    """Models as rows, INR sets as columns: ``mean +- std (n seeds)``, then a line per set with its sizes."""
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    cell = {(r["set"], r["model"]): r for r in rows}
+    lines = [f"| model | symmetry claimed | params | " + " | ".join(f"{s}: {metric_label}" for s in sets) + " |",
+             "|---|---|---|" + "---|" * len(sets)]
+    for m in models:
+        any_r = next(cell[(s, m)] for s in sets if (s, m) in cell)
+        vals = []
+        for s in sets:
+            r = cell.get((s, m))
+            if r is None:
+                vals.append("-")
+            else:
+                v = f"{r['mean'] * scale:.{digits}f} +- {r['std'] * scale:.{digits}f} ({r['n']})"
+                if extra and m in extra and s in extra[m]:
+                    v += f" {extra[m][s]}"
+                vals.append(v)
+        lines.append(f"| {m} | {any_r.get('claims') or '-'} | {any_r['params']:,} | " + " | ".join(vals) + " |")
+    lines.append("")
+    for s in sets:
+        r = next(cell[(s, m)] for m in models if (s, m) in cell)
+        lines.append(f"- `{s}` ({r.get('dataset')}): {r['n_train']} train / {r['n_val']} val / {r['n_test']} test "
+                     f"INRs, {r.get('epochs')} epochs; cells: mean +- std over seeds (number of seeds)")
+    return "\n".join(lines) + "\n"
+
+
+def _csv_list(text: str | None, cast: Callable[[str], Any] = str) -> list[Any] | None:
+    if text is None:
+        return None
+    return [cast(x.strip()) for x in text.split(",") if x.strip()]
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def _load_cfg(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = load_config(DEFAULTS, args.config, args.overrides, open_sections=["models"])
+    if getattr(args, "epochs", None) is not None:
+        cfg["epochs"] = int(args.epochs)
+    return cfg
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inrs", required=True, help="INR set folder (from `mnfn inr make`, with a test split)")
+    p.add_argument("--model", required=True, help=f"classifier name ({', '.join(INR_CLASSIFIERS)}, ...)")
+    add_config_arguments(p)
+    add_train_arguments(p)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    apply_threads(args.threads)
+    cfg = _load_cfg(args)
+    out = args.out or str(Path("runs") / TASK / f"{Path(args.inrs).name}-{args.model}-seed{args.seed}")
+    r = train_classifier(args.inrs, args.model, cfg, seed=args.seed, out_dir=out, device=args.device,
+                         progress=args.progress, resume=not args.restart, stop_after=args.stop_after)
+    print(f"{args.model} on {r['root']} ({r['n_train']} train / {r['n_val']} val / {r['n_test']} test INRs): "
+          f"test accuracy {100 * r['test_accuracy']:.2f}% (best val {100 * (r['val_accuracy'] or float('nan')):.2f}% "
+          f"at epoch {r['best_epoch']}/{r['epochs']}); {r['params']:,} parameters; {r['seconds']:.0f} s")
+    print(f"wrote {Path(out) / 'metrics.json'}")
+    return 0
+
+
+def add_experiment_args(p: argparse.ArgumentParser, what: str = "classifier") -> None:
+    p.add_argument("--inrs", action="append", required=True,
+                   help="INR set folder; repeat for several sets (columns of the table)")
+    p.add_argument("--models", default=None, help=f"comma-separated {what} names (default: the config's experiment.models)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's experiment.seeds)")
+    p.add_argument("--out", default=None, help=f"experiment folder (default runs/experiments/{TASK})")
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)")
+    p.add_argument("--progress", action="store_true", help="progress bars per run")
+    add_config_arguments(p)
+
+
+def run_experiment(args: argparse.Namespace) -> int:
+    apply_threads(args.threads)
+    cfg = _load_cfg(args)
+    models = _csv_list(args.models) or list(cfg["experiment"]["models"])
+    seeds = _csv_list(args.seeds, int) or [int(s) for s in cfg["experiment"]["seeds"]]
+    for m in models:
+        if m not in MODELS:
+            raise WeightSpaceError(f"unknown model {m!r}; registered: {', '.join(MODELS)}")
+    out = Path(args.out or Path("runs") / "experiments" / TASK)
+    digest = config_digest({k: v for k, v in cfg.items() if k != "experiment"})
+
+    def run_one(inrs, name, seed, run_dir):
+        return train_classifier(inrs, name, cfg, seed=seed, out_dir=run_dir, device=args.device,
+                                progress=args.progress)
+
+    runs = run_grid(out, args.inrs, models, seeds, run_one, digest)
+    rows = summarize_runs(runs, "test_accuracy")
+    table = markdown_table(rows, scale=100.0, metric_label="test accuracy (%)")
+    write_json(out / "results.json", {"task": TASK, "config": cfg, "models": models, "seeds": seeds,
+                                      "sets": [str(s) for s in args.inrs], "summary": rows, "runs": runs})
+    (out / "results.md").write_text(f"# {TASK}\n\n{table}")
+    print(table)
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    return 0
+
+
+register_train_task(TASK, help="train a classifier of SIRENs by image class (experiment 2)",
+                    add_arguments=add_train_args, run=run_train, description=__doc__.split("\n\n")[0],
+                    example="mnfn train classify-inr --inrs runs/inr-mnist-2000 --model monomial-inr --seed 0",
+                    order=20)
+register_experiment(TASK, help="grid of INR classifiers x seeds: results.json + markdown table",
+                    add_arguments=add_experiment_args, run=run_experiment,
+                    example="mnfn experiment classify-inr --inrs runs/inr-mnist-2000 --models monomial-inr,hnp "
+                            "--seeds 0,1,2 --config classify_inr_cpu",
+                    order=20)
