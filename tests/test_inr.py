@@ -289,6 +289,10 @@ def test_inr_dataset_features_labels_images(tmp_path):
     assert len(InrDataset(root, split="all")) == 40
     tr, va = InrDataset(root, split="train", val_size=5), InrDataset(root, split="val", val_size=5)
     assert len(tr) == 15 and va.image_index.tolist() == list(range(15, 20))
+    # NFN-style split points on the train + test net index (digits: 1397 train images).
+    nfn_test = InrDataset(root, split="test", split_points=(10, 1400))
+    assert nfn_test.splits == ["test"] * 17 and nfn_test.image_index.tolist() == list(range(3, 20))
+    assert InrDataset(root, split="val", split_points=(10, 1400)).image_index.tolist() == list(range(10, 20)) + [0, 1, 2]
 
 
 # --- NFN format ----------------------------------------------------------------------------------

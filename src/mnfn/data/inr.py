@@ -1144,6 +1144,9 @@ class InrDataset(torch.utils.data.Dataset):
 
     ``split``: ``train``, ``val``, ``test`` or ``all``. ``val_size`` (a count, or a fraction < 1) moves
     the *last* train items (by image index, like NFN's 45000/5000 split) from ``train`` into ``val``.
+    ``split_points=(a, b)`` instead splits by the NFN net index ``g`` (train images first, then test
+    images: ``g = image_index (+ train size for test images)``): train ``g < a``, val ``a <= g < b``,
+    test ``g >= b``; NFN's experiments use ``(45000, 50000)``.
     All weights of the split are loaded into memory (float32: about 4.7 kB per grayscale net).
 
     ``ds[i]`` -> ``(features, label)`` or ``(features, label, image)`` with ``features`` a
@@ -1153,8 +1156,8 @@ class InrDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", *, with_images: bool = False,
-                 val_size: int | float = 0, data_root: str | Path | None = None,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 val_size: int | float = 0, split_points: tuple[int, int] | None = None,
+                 data_root: str | Path | None = None, dtype: torch.dtype = torch.float32) -> None:
         if split not in ("train", "val", "test", "all"):
             raise ValueError(f"split must be train, val, test or all, got {split!r}")
         self.root = Path(root)
@@ -1163,20 +1166,7 @@ class InrDataset(torch.utils.data.Dataset):
         self.split = split
         self.with_images = with_images
         self.data_root = data_root
-        rows = read_index(self.root)
-        train_rows = [r for r in rows if r["split"] == "train"]
-        n_val = int(round(val_size * len(train_rows))) if isinstance(val_size, float) and val_size < 1 else int(val_size)
-        if n_val < 0 or n_val > len(train_rows):
-            raise ValueError(f"val_size {val_size} does not fit {len(train_rows)} train items")
-        cut = len(train_rows) - n_val
-        if split == "train":
-            rows = train_rows[:cut]
-        elif split == "val":
-            if n_val == 0:
-                raise ValueError("split 'val' needs val_size > 0")
-            rows = train_rows[cut:]
-        elif split == "test":
-            rows = [r for r in rows if r["split"] == "test"]
+        rows = self._select(read_index(self.root), split, val_size, split_points)
         self.rows = rows
         L = self.spec.num_layers
         ws: list[list[np.ndarray]] = [[] for _ in range(L)]
@@ -1210,6 +1200,36 @@ class InrDataset(torch.utils.data.Dataset):
         self.image_index = torch.tensor([r["image_index"] for r in rows], dtype=torch.int64)
         self.splits = [r["split"] for r in rows]
         self._images: Tensor | None = None
+
+    def _select(self, rows: list[dict[str, Any]], split: str, val_size: int | float,
+                split_points: tuple[int, int] | None) -> list[dict[str, Any]]:
+        if split_points is not None:
+            if val_size:
+                raise ValueError("give val_size or split_points, not both")
+            a, b = (int(v) for v in split_points)
+            n_train = int(self.meta.get("split_sizes", {}).get("train", -1))
+            if n_train < 0 and any(r["split"] == "test" for r in rows):
+                raise ValueError(f"{self.root / 'meta.json'}: train size unknown, cannot use split_points")
+            lo, hi = {"train": (0, a), "val": (a, b), "test": (b, None), "all": (0, None)}[split]
+
+            def g(r: dict[str, Any]) -> int:
+                return r["image_index"] + (n_train if r["split"] == "test" else 0)
+
+            return [r for r in rows if g(r) >= lo and (hi is None or g(r) < hi)]
+        train_rows = [r for r in rows if r["split"] == "train"]
+        n_val = int(round(val_size * len(train_rows))) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+        if n_val < 0 or n_val > len(train_rows):
+            raise ValueError(f"val_size {val_size} does not fit {len(train_rows)} train items")
+        cut = len(train_rows) - n_val
+        if split == "train":
+            return train_rows[:cut]
+        if split == "val":
+            if n_val == 0:
+                raise ValueError("split 'val' needs val_size > 0 (or split_points)")
+            return train_rows[cut:]
+        if split == "test":
+            return [r for r in rows if r["split"] == "test"]
+        return rows
 
     # -- facts ---------------------------------------------------------------------------------
     @property
