@@ -108,9 +108,12 @@ def test_experiment_grid_resumable_with_report(zoo, tmp_path, capsys):
     argv = ["experiment", "predict-gen", "--zoo", str(zoo), "--out", str(tmp_path / "exp"),
             "--models", "monomial,statnn", "--seeds", "0,1", "--no-progress", *SMALL, "--set", "epochs=1",
             "--set", "models.statnn.hidden=[16]"]
-    assert main(argv) == 0
+    assert main([*argv, "--shard", "1/2"]) == 0  # half the cells (an array job's share)
+    part = json.loads((tmp_path / "exp" / "results.json").read_text())
+    assert len(part["cells"]) == 2 and len(part["missing"]) == 2
+    assert main(argv) == 0  # the rest; the report now covers all cells
     res = json.loads((tmp_path / "exp" / "results.json").read_text())
-    assert len(res["cells"]) == 4 and set(res["summary"]) == {"monomial", "statnn"}
+    assert len(res["cells"]) == 4 and not res["missing"] and set(res["summary"]) == {"monomial", "statnn"}
     mean, std, n = res["summary"]["monomial"]["none"]["scale:1,1000"]["tau"]
     assert n == 2
     md = (tmp_path / "exp" / "results.md").read_text()

@@ -348,9 +348,16 @@ def expand_augments(augments: Sequence[str], spec: WeightSpaceSpec, cfg: Mapping
 
 def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], seeds: Sequence[int],
                    activation: str, cfg: Mapping[str, Any], augments: Sequence[str] = ("none",),
-                   progress: bool = True, device: str | None = None) -> dict[str, Any]:
-    """Run every (model, train augmentation, seed) cell not finished yet; write the report files."""
+                   progress: bool = True, device: str | None = None,
+                   shard: tuple[int, int] | str = (0, 1)) -> dict[str, Any]:
+    """Run every (model, train augmentation, seed) cell not finished yet; write the report files.
+
+    ``shard=K/N`` runs only cells ``i`` with ``i % N == K`` (0-based, as ``mnfn zoo make --shard``):
+    N processes or array jobs share a grid folder; the report covers the cells finished so far
+    (``missing`` lists the others), and a final run without a shard assembles it.
+    """
     out = Path(out_dir)
+    k_shard, n_shard = _parse_shard(shard)
     for m in models:
         model_config(cfg, m)
     splits = load_zoo_splits(zoo, activation, cfg)
@@ -359,7 +366,8 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
     for a in augs:
         _check_augment(parse_augment(a), spec, "train augmentation")
     cells = [(m, a, s) for a in augs for m in models for s in seeds]
-    records = []
+    records: list[dict[str, Any]] = []
+    missing: list[str] = []
     t0 = time.perf_counter()
     for i, (m, a, s) in enumerate(cells):
         cell_dir = out / "cells" / _cell_name(m, a, s)
@@ -371,6 +379,9 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
             if prev.get("grid_digest") == digest and prev.get("complete"):
                 done = prev
         done = D.broadcast_object(done)
+        if done is None and i % n_shard != k_shard:
+            missing.append(cell_dir.name)
+            continue
         if done is not None:
             if D.is_main():
                 print(f"[{i + 1}/{len(cells)}] {cell_dir.name}: done, skipped")
@@ -388,14 +399,29 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
     summary = summarize(records)
     report = {"task": TASK, "zoo": str(zoo), "activation": activation, "models": list(models), "seeds": list(seeds),
               "train_augments": augs, "conditions": eval_conditions(spec, cfg), "config": dict(cfg),
-              "summary": summary, "cells": records, "seconds": time.perf_counter() - t0}
+              "summary": summary, "cells": records, "missing": missing, "seconds": time.perf_counter() - t0}
     if D.is_main():
         write_json(out / "results.json", report)
         md = markdown_table(report)
+        if missing:
+            md += f"\n({len(missing)} of {len(cells)} cells not finished yet: {', '.join(missing)})\n"
         (out / "results.md").write_text(md)
         plot_results(report, out / "tau_vs_scale.png")
         print(md)
     return report
+
+
+def _parse_shard(shard: tuple[int, int] | str) -> tuple[int, int]:
+    if isinstance(shard, str):
+        try:
+            k, n = (int(v) for v in shard.split("/"))
+        except ValueError:
+            raise ConfigError(f"shard must look like K/N (0-based, e.g. 0/4), got {shard!r}") from None
+    else:
+        k, n = int(shard[0]), int(shard[1])
+    if n < 1 or not 0 <= k < n:
+        raise ConfigError(f"shard K/N needs 0 <= K < N, got {k}/{n}")
+    return k, n
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -496,6 +522,8 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
                    help="repeatable: none (default), scale:LO,HI, sign, or match (one run per transformed test "
                         "condition, trained on the same distribution: the paper's protocol)")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument("--shard", default="0/1", metavar="K/N",
+                   help="run only cells i with i %% N == K (0-based; parallel processes or array jobs on one --out)")
     add_config_arguments(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)")
@@ -511,7 +539,7 @@ def run_experiment_cli(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     run_experiment(args.zoo, args.out, models, seeds, args.activation, cfg, augments=args.train_augments or ["none"],
-                   progress=args.progress, device=args.device)
+                   progress=args.progress, device=args.device, shard=args.shard)
     return 0
 
 

@@ -270,7 +270,8 @@ class Trainer:
     existing ``last.pt`` (and overwrites it). ``stop_after``: train at most that many epochs in this
     call (time-sliced jobs, tests of resume). ``on_nonfinite``: ``"raise"`` stops at a NaN/Inf
     training loss; ``"skip"`` skips steps whose loss or gradients are not finite (counted in the
-    log's ``skipped_steps``) — a workaround, never silent. ``config``: a JSON-able dict stored in checkpoints; a
+    log's ``skipped_steps``) — a workaround, never silent. ``find_unused_parameters`` (DDP):
+    ``None`` decides by a probe (:meth:`unused_parameters`). ``config``: a JSON-able dict stored in checkpoints; a
     resume with a different config (apart from ``epochs``) is refused.
     """
 
@@ -283,7 +284,7 @@ class Trainer:
                  weight_decay: float = 0.0, optimizer: str = "adam", grad_clip: float | None = None, seed: int = 0,
                  out_dir: str | Path | None = None, select: str = "loss", select_mode: str | None = None,
                  resume: bool = True, progress: bool = True, device: str | torch.device | None = None,
-                 config: Mapping[str, Any] | None = None, find_unused_parameters: bool = False,
+                 config: Mapping[str, Any] | None = None, find_unused_parameters: bool | None = None,
                  stop_after: int | None = None, desc: str = "train", collate: Callable | None = None,
                  on_nonfinite: str = "raise") -> None:
         if epochs < 0:
@@ -331,12 +332,32 @@ class Trainer:
         self.desc = desc
         self.optimizer = self._make_optimizer()
         if self.dist.distributed:
+            if find_unused_parameters is None:
+                find_unused_parameters = bool(self.unused_parameters())
             self.ddp: nn.Module = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=None, find_unused_parameters=find_unused_parameters)
         else:
             self.ddp = self.model
 
     # -- pieces --------------------------------------------------------------------------------
+    def unused_parameters(self) -> list[str]:
+        """Names of trainable parameters that get no gradient from a probe forward/backward on a
+        few training items (eval mode, no optimizer step; gradients are cleared again). DDP needs
+        ``find_unused_parameters=True`` for such models; ``None`` (the default) decides by this probe."""
+        n = min(2, len(self.train_data))
+        batch = to_device(self.train_data.take(torch.arange(n)), self.device)
+        was = self.model.training
+        self.model.eval()
+        try:
+            out, target = self.forward_fn(self.model, batch)
+            self.loss_fn(out, target).backward()
+            unused = [k for k, p in self.model.named_parameters() if p.requires_grad and p.grad is None]
+        finally:
+            self.model.zero_grad(set_to_none=True)
+            self.model.train(was)
+        return unused
+
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
