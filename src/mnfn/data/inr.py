@@ -577,6 +577,7 @@ class MakeSummary:
     chunks_done: int = 0
     chunks_expected: int | None = None
     mean_steps: float = float("nan")
+    unknown_psnr: int = 0
 
     @property
     def complete(self) -> bool:
@@ -591,7 +592,9 @@ class MakeSummary:
                        f"kept from earlier runs: {self.reused}")
         out.append(f"median PSNR: {self.median_psnr:.2f} dB")
         if self.target_psnr is not None:
-            out.append(f"missed target ({self.target_psnr:g} dB): {self.missed} of {self.nets}")
+            out.append(f"missed target ({self.target_psnr:g} dB): {self.missed} of {self.nets - self.unknown_psnr}")
+        if self.unknown_psnr:
+            out.append(f"PSNR not known for {self.unknown_psnr} nets (imported without --psnr)")
         if not math.isnan(self.mean_steps):
             out.append(f"mean Adam steps: {self.mean_steps:.1f}")
         if not self.complete:
@@ -610,9 +613,9 @@ def summarize(root: str | Path, rows: list[dict[str, Any]] | None = None) -> Mak
     steps = np.array([r["steps"] for r in rows if r["steps"] >= 0], dtype=np.float64)
     return MakeSummary(
         root=str(root), nets=len(rows), median_psnr=float(np.median(finite)) if finite.size else float("nan"),
-        missed=int((~(ps >= target)).sum()) if target is not None else 0, target_psnr=target,
+        missed=int((finite < target).sum()) if target is not None else 0, target_psnr=target,
         chunks_done=len({r["chunk"] for r in rows}), chunks_expected=meta.get("chunks_expected"),
-        mean_steps=float(steps.mean()) if steps.size else float("nan"))
+        mean_steps=float(steps.mean()) if steps.size else float("nan"), unknown_psnr=int((~np.isfinite(ps)).sum()))
 
 
 # --- make: plan, fit, resume, shard -----------------------------------------------------------
