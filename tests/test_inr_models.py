@@ -169,3 +169,21 @@ def test_fourier_features_are_entrywise_and_seeded():
     x = fold(f)[2]
     proj = 2 * torch.pi * torch.einsum("bc,cm->bm", x[:, :, 1, 2], ff.B)
     assert torch.allclose(xs[2][:, :, 1, 2], torch.cat([proj.sin(), proj.cos()], 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_feature_norm_keeps_invariance(train_mode):
+    from mnfn.inr_models import HeadNorm, add_feature_norm
+
+    model = add_feature_norm(_build("monomial-inr", SPEC)).double()
+    assert isinstance(model.head[0], HeadNorm)
+    model.train(train_mode)
+    if train_mode:
+        for m in model.head:  # dropout would make two calls differ; the norm is what is tested
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+    assert _errors(model, SPEC, "invariant") < TOL
+    model.train()
+    assert model(_feats(SPEC, batch=1)).shape == (1, 3)  # a training batch of one does not fail
+    with pytest.raises(WeightSpaceError, match="no MLP head"):
+        add_feature_norm(_build("monomial-editor", SPEC))

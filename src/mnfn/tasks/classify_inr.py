@@ -33,7 +33,7 @@ from torch import nn
 
 from ..data.inr import InrDataset
 from ..groups import sample_element
-from ..inr_models import INR_CLASSIFIERS, TensorScale, tensor_rms
+from ..inr_models import INR_CLASSIFIERS, TensorScale, add_feature_norm, tensor_rms
 from ..io import read_json, write_json
 from ..models import MODELS, build_model, claimed_symmetries, count_parameters
 from ..weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures
@@ -67,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "max_train": None,  # use at most this many training nets (None: all)
     "normalize": True,  # divide each tensor by its training-set RMS (keeps every symmetry)
     "augment": False,  # random sign flips x permutations of each training batch
+    "feature_norm": True,  # BatchNorm1d on the (invariant) features entering the MLP head
     "label_smoothing": 0.0,
     "models": copy.deepcopy(MODEL_DEFAULTS),
     "experiment": {"models": list(INR_CLASSIFIERS), "seeds": [0, 1, 2]},
@@ -120,7 +121,8 @@ def model_config(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
 def build_inr_model(name: str, spec, cfg: Mapping[str, Any], scales: torch.Tensor | None, *,
                     out_dim: int | None = None, kind: str = "invariant") -> nn.Module:
     """Build registry model ``name`` with its config section (and ``out_dim`` for classifiers),
-    wrapped in :class:`TensorScale` when ``scales`` is given."""
+    with a feature norm before the head when ``cfg["feature_norm"]`` (classifiers), wrapped in
+    :class:`TensorScale` when ``scales`` is given."""
     if name not in MODELS:
         raise WeightSpaceError(f"unknown model {name!r}; registered: {', '.join(MODELS)}")
     entry = MODELS[name]
@@ -132,6 +134,8 @@ def build_inr_model(name: str, spec, cfg: Mapping[str, Any], scales: torch.Tenso
     if out_dim is not None:
         mcfg["out_dim"] = out_dim
     model = build_model(name, spec, **mcfg)
+    if kind == "invariant" and cfg.get("feature_norm", False):
+        add_feature_norm(model)
     if scales is not None:
         model = TensorScale(model, scales, rescale_output=(kind == "equivariant"))
     return model
