@@ -171,3 +171,22 @@ def test_cli_lists_registered_tasks(capsys):
     assert not {k: v for k, v in registry.BROKEN.items() if k in ("predict_gen",)}
     for name in registry.TRAIN_TASKS:
         assert name in out
+
+
+def test_nonfinite_loss_raises_or_is_skipped_and_counted(tmp_path):
+    calls = {"n": 0}
+
+    def flaky(out, t):  # every third training step returns NaN
+        calls["n"] += 1
+        loss = _bce(out, t)
+        return loss * float("nan") if calls["n"] % 3 == 0 and torch.is_grad_enabled() else loss
+
+    tr, va = _data()
+    seed_everything(0)
+    model = build_model("statnn", SPEC, hidden=[8])
+    with pytest.raises(FloatingPointError, match="nan"):
+        Trainer(model, flaky, tr, va, epochs=1, progress=False).fit()
+    calls["n"] = 0
+    r = Trainer(model, flaky, tr, va, epochs=2, progress=False, on_nonfinite="skip").fit()
+    assert all(h["skipped_steps"] >= 1 for h in r.history)
+    assert all(torch.isfinite(p).all() for p in model.parameters())

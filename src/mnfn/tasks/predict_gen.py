@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -321,7 +322,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 register_train_task(
     TASK, help="predict CNN test accuracy from weights (experiment 1)", add_arguments=add_train_args, run=run_train,
-    description=__doc__.split("\n\n")[1] if __doc__ else None, order=10,
+    description=textwrap.fill("Train a registered model to predict CNN test accuracy from the weights of a zoo (Small CNN Zoo "
+                 "layout; NFN split), keep the best-validation-tau checkpoint (best.pt), and evaluate it on the "
+                 "original test split and on the test split moved by random group elements: scales U[1, 10^k], "
+                 "k = 1..4, for ReLU nets, random sign flips for tanh nets (plus permutations). Writes "
+                 "metrics.json (Kendall tau, R^2, MAE per condition), log.csv, last.pt. Without --config the "
+                 "paper's settings apply (configs/predict_gen.yaml); rerunning the same command resumes."),
+    order=10,
     example="""examples:
   mnfn train predict-gen --zoo runs/zoo-fmnist --model monomial --activation relu --config predict_gen_fast
   mnfn train predict-gen --zoo runs/zoo-fmnist --model hnp --activation relu --train-augment scale:1,10 --seed 1
@@ -545,6 +552,11 @@ def run_experiment_cli(args: argparse.Namespace) -> int:
 
 register_experiment(
     TASK, help="experiment 1 grid: models x train augmentation x test condition x seeds", order=10,
+    description=textwrap.fill("Train every (model, train augmentation, seed) cell with `mnfn train predict-gen`'s settings, "
+                 "evaluate every test condition, and write results.json, results.md (mean +- std over seeds) "
+                 "and tau_vs_scale.png (Kendall tau vs the upper bound of the scale range, log x, one line per "
+                 "model). Finished cells are skipped when the command runs again; --shard K/N splits the grid "
+                 "between processes or array jobs."),
     add_arguments=add_experiment_args, run=run_experiment_cli,
     example="""examples:
   mnfn experiment predict-gen --zoo runs/zoo-fmnist --out runs/exp1-relu --config predict_gen_fast
