@@ -119,6 +119,18 @@ def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None
             # so its squared norm is in [1, D+1] and neither under- nor overflows. Zero rows get
             # m = 1 and sq = 1 (factor 1: left alone), which also keeps gradients finite.
             m, nonzero = _safe_max_abs(v)
+            # m is detached: the result depends on v only through v / ||v|| and ||v||, never on m
+            # itself, and m's own gradient path divides by m^2, which underflows for tiny weights.
+            m = m.detach()
+            if torch.is_grad_enabled() and (w.requires_grad or b.requires_grad):
+                # d(v / ||v||)/dv ~ 1 / ||v|| overflows for rows near zero (zoo weights reach 1e-42):
+                # as in the invariant pooling, their values stay exact and only their gradient is cut,
+                # below max|v| = eps^2 of the dtype.
+                keep = m >= torch.finfo(v.dtype).eps ** 2
+                if not bool(keep.all()):
+                    w = torch.where(_rows(keep, w), w, w.detach())
+                    b = torch.where(_rows(keep, b), b, b.detach())
+                    v = torch.where(keep.unsqueeze(-1), v, v.detach())
             sq = (v / m.unsqueeze(-1)).square().sum(-1)
             r = torch.where(nonzero, sq, torch.ones_like(sq)).sqrt()
             # Divide by m and r one after the other, never by m * r, which could under/overflow.
