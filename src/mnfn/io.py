@@ -76,6 +76,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataFormatError(f"{path}: not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, OSError) as exc:  # binary garbage, a folder, no permission
+        raise DataFormatError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
@@ -115,5 +117,6 @@ def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise DataFormatError(f"{path}: cannot load ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+        first = (str(exc).splitlines() or [""])[0][:200]  # some errors (an empty file's) have no message
+        raise DataFormatError(f"{path}: cannot load ({type(exc).__name__}: {first}); "
                               "truncated, corrupt or not a weights-only torch file?") from None
