@@ -186,7 +186,7 @@ def test_resume_after_interruption_gives_identical_results(tmp_path):
 def test_shards_then_merge_equal_single_run(tmp_path):
     _make_digits(tmp_path / "single")
     shards = []
-    for k in (1, 2, 3):
+    for k in (0, 1, 2):
         d = tmp_path / f"shard{k}"
         s = _make_digits(d, shard=f"{k}/3")
         assert s.chunks_done == 2
@@ -216,8 +216,9 @@ def test_make_refuses_a_folder_of_another_run(tmp_path):
 
 def test_parse_shard():
     assert inr.parse_shard("2/4") == (2, 4)
-    assert inr.parse_shard(None) == (1, 1)
-    for bad in ("0/4", "5/4", "x", "1/0"):
+    assert inr.parse_shard("0/4") == (0, 4)
+    assert inr.parse_shard(None) == (0, 1)
+    for bad in ("4/4", "5/4", "x", "1/0"):
         with pytest.raises(ValueError):
             inr.parse_shard(bad)
 

@@ -11,8 +11,8 @@ ORDER = 30
 HELP = "SIREN INR sets: fit one per image (make), merge shards, NFN import/export, show reconstructions"
 EXAMPLE = """examples:
   mnfn inr make --dataset mnist --num 1000 --out runs/inr-mnist
-  mnfn inr make --dataset mnist --split both --out runs/inr-mnist --shard 1/4   # + 2/4, 3/4, 4/4 elsewhere
-  mnfn inr merge runs/shard1 runs/shard2 --out runs/inr-mnist
+  mnfn inr make --dataset mnist --split both --out runs/inr-mnist --shard 0/4   # + 1/4, 2/4, 3/4 elsewhere
+  mnfn inr merge runs/shard0 runs/shard1 --out runs/inr-mnist
   mnfn inr show runs/inr-mnist --out grid.png --num 16
   mnfn inr import-nfn ~/data/mnist-inrs --out runs/nfn-mnist --dataset mnist
   mnfn inr export-nfn runs/inr-mnist --out runs/inr-mnist-nfn"""
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--select", choices=("first", "random"), default="first",
                    help="which NUM images: the first, or a fixed random sample (seed 0) (default first)")
     m.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
-    m.add_argument("--shard", default=None, metavar="K/N", help="fit only shard K of N (1-based), e.g. 2/4")
+    m.add_argument("--shard", default=None, metavar="K/N", help="fit only shard K of N (0-based like torch ranks), e.g. 1/4; under torchrun the rank decides")
     m.add_argument("--target-psnr", type=float, default=d.target_psnr, help=f"dB (default {d.target_psnr:g})")
     m.add_argument("--max-steps", type=int, default=d.max_steps, help=f"Adam steps per net (default {d.max_steps})")
     m.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g})")
@@ -89,11 +89,18 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "make":
         fit = inr.FitConfig(target_psnr=args.target_psnr, max_steps=args.max_steps, lr=args.lr)
         splits = ("train", "test") if args.split == "both" else (args.split,)
-        summary = inr.make_inr_dataset(
-            args.out, args.dataset, num=args.num, splits=splits, seed=args.seed, shard=args.shard, fit=fit,
-            batch_size=args.batch, select=args.select, resize=tuple(args.resize) if args.resize else None,
-            data_root=args.data, max_chunks=args.max_chunks, workers=args.workers,
-            progress=not args.no_progress)
+        from ..sharding import run_sharded
+
+        def make(out, shard):  # under torchrun (no explicit --shard) each rank fits shard rank/world
+            return inr.make_inr_dataset(
+                out, args.dataset, num=args.num, splits=splits, seed=args.seed,
+                shard=args.shard if args.shard is not None else shard, fit=fit,
+                batch_size=args.batch, select=args.select, resize=tuple(args.resize) if args.resize else None,
+                data_root=args.data, max_chunks=args.max_chunks, workers=args.workers,
+                progress=not args.no_progress)
+
+        summary = make(args.out, None) if args.shard is not None else run_sharded(args.out, make,
+                                                                                 inr.merge_inr_datasets)
         print("\n".join(summary.lines()))
         return 0
     if cmd == "merge":

@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mk.add_argument("--out", required=True, help="output folder")
     mk.add_argument("--activations", default="relu,tanh", help="comma-separated, drawn uniformly per net (default relu,tanh)")
     mk.add_argument("--seed", type=int, default=0)
-    mk.add_argument("--shard", default="0/1", help="K/N: train only nets i with i %% N == K (default 0/1)")
+    mk.add_argument("--shard", default=None,
+                    help="K/N (0-based): train only nets i with i %% N == K; under torchrun the rank decides")
     mk.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA, else ~/.cache/mnfn/data)")
     mk.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (checkpoints at 0..E)")
     mk.add_argument("--batch-size", type=int, default=None)
@@ -61,9 +62,18 @@ def run(args: argparse.Namespace) -> int:
         if over:
             recipe = dataclasses.replace(recipe, **over)
         acts = tuple(a.strip() for a in args.activations.split(",") if a.strip())
-        res = Z.make_zoo(args.out, args.dataset, args.num_nets, activations=acts, seed=args.seed, shard=args.shard,
-                         recipe=recipe, data_root=args.data, progress=not args.no_progress, threads=args.threads,
-                         max_new_nets=args.max_new_nets, workers=args.workers)
+        from ..sharding import run_sharded
+
+        def make(out, shard):  # under torchrun (no explicit --shard) each rank makes shard rank/world
+            return Z.make_zoo(out, args.dataset, args.num_nets, activations=acts, seed=args.seed,
+                              shard=args.shard if args.shard is not None else (shard or (0, 1)), recipe=recipe,
+                              data_root=args.data, progress=not args.no_progress, threads=args.threads,
+                              max_new_nets=args.max_new_nets, workers=args.workers)
+
+        if args.shard is not None:
+            res = make(args.out, None)
+        else:
+            res = run_sharded(args.out, make, Z.merge_zoos)
         state = "complete" if res.complete else "unfinished (rerun the same command to continue)"
         extra = ""
         if res.net_seconds:

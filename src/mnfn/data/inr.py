@@ -621,18 +621,19 @@ def summarize(root: str | Path, rows: list[dict[str, Any]] | None = None) -> Mak
 # --- make: plan, fit, resume, shard -----------------------------------------------------------
 
 def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int]:
-    """``"K/N"`` (1-based: shard K of N, ``1 <= K <= N``) -> ``(K, N)``; ``None`` -> ``(1, 1)``."""
+    """``"K/N"`` (0-based like torch ranks and ``mnfn zoo make``: ``0 <= K < N``) -> ``(K, N)``;
+    ``None`` -> ``(0, 1)``."""
     if text is None:
-        return (1, 1)
+        return (0, 1)
     if isinstance(text, tuple):
         k, n = text
     else:
         m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
         if not m:
-            raise ValueError(f"--shard must look like K/N (e.g. 2/4), got {text!r}")
+            raise ValueError(f"--shard must look like K/N (e.g. 0/4), got {text!r}")
         k, n = int(m.group(1)), int(m.group(2))
-    if not (n >= 1 and 1 <= k <= n):
-        raise ValueError(f"shard {k}/{n}: need 1 <= K <= N")
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"shard {k}/{n}: need 0 <= K < N (shards are numbered from 0)")
     return (k, n)
 
 
@@ -702,7 +703,7 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
     """Fit one SIREN per image of ``dataset`` into the folder ``out`` (see the module docstring).
 
     ``num`` images per split (``None``: all), chosen by ``select``; chunks of ``batch_size`` nets;
-    ``shard=(K, N)`` fits only every N-th chunk starting at chunk K-1 (so N machines can share a run
+    ``shard=(K, N)`` fits only every N-th chunk starting at chunk K (so N machines can share a run
     and ``merge_inr_datasets`` joins their folders). Chunks already in ``out`` are kept (resume);
     ``max_chunks`` stops after fitting that many (a time-boxed job). ``workers`` processes fit chunks
     in parallel (each with one torch thread). Same arguments -> same weights, bit for bit, however
@@ -759,7 +760,7 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
         write_json(meta_path, meta)
     spec = fit.spec(image_shape[0])
 
-    mine = [(s, k, idx) for c, (s, k, idx) in enumerate(plan) if c % n_shard == k_shard - 1]
+    mine = [(s, k, idx) for c, (s, k, idx) in enumerate(plan) if c % n_shard == k_shard]
     todo, reused = [], 0
     for s, k, idx in mine:
         path = out / "chunks" / chunk_name(s, k)
