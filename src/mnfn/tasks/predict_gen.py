@@ -211,7 +211,7 @@ def train_predict_gen(zoo: str | Path, model: str, activation: str, cfg: Mapping
                       train_augment: str | None = None, seed: int = 0, out_dir: str | Path | None = None,
                       progress: bool = True, device: str | None = None, restart: bool = False,
                       stop_after: int | None = None, splits: Mapping[str, Any] | None = None,
-                      verbose: bool = True) -> dict[str, Any]:
+                      verbose: bool = True, verbose_epochs: bool = False) -> dict[str, Any]:
     """Train one model and evaluate it on every test condition; returns (and writes) ``metrics.json``'s dict.
 
     ``splits``: preloaded :func:`load_zoo_splits` output (the experiment grid reuses it across cells).
@@ -245,7 +245,7 @@ def train_predict_gen(zoo: str | Path, model: str, activation: str, cfg: Mapping
                       grad_clip=float(cfg["grad_clip"]) or None, seed=seed, out_dir=out, select=cfg["select"],
                       resume=not restart, progress=progress, device=device, config=run_cfg,
                       stop_after=stop_after, desc=f"{model} {activation} {train_augment or 'none'} s{seed}",
-                      on_nonfinite=cfg["on_nonfinite"])
+                      on_nonfinite=cfg["on_nonfinite"], verbose=verbose_epochs)
     fit = trainer.fit()
     result: dict[str, Any] = {
         "task": TASK, "zoo": str(zoo), "model": model, "activation": activation,
@@ -314,7 +314,7 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = _cli_config(args)
     res = train_predict_gen(args.zoo, args.model, args.activation, cfg, train_augment=args.train_augment,
                             seed=args.seed, out_dir=args.out, progress=args.progress, device=args.device,
-                            restart=args.restart, stop_after=args.stop_after)
+                            restart=args.restart, stop_after=args.stop_after, verbose_epochs=not args.progress)
     if not res["complete"]:
         print(f"stopped after epoch {res['epochs_done']}/{res['epochs']}; run the same command to resume")
     return 0
@@ -397,7 +397,8 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
         if D.is_main():
             print(f"[{i + 1}/{len(cells)}] {cell_dir.name}: training", flush=True)
         res = train_predict_gen(zoo, m, activation, cfg, train_augment=a, seed=s, out_dir=cell_dir,
-                                progress=progress, device=device, splits=splits, verbose=False)
+                                progress=progress, device=device, splits=splits, verbose=False,
+                                verbose_epochs=not progress)
         res["grid_digest"] = digest
         if D.is_main():
             write_json(cell_dir / "metrics.json", res)
@@ -504,7 +505,7 @@ def plot_results(report: Mapping[str, Any], path: str | Path, metric: str = "tau
             ax.bar(np.arange(len(ys)) + j * width, ys, width, yerr=es, capsize=3, label=c)
         ax.set_xticks(np.arange(len(labels)) + width * (len(conds) - 1) / 2)
         ax.set_xticklabels(labels, fontsize=8)
-    ax.set_ylabel(f"Kendall tau ({metric})" if metric == "tau" else metric)
+    ax.set_ylabel("Kendall's tau" if metric == "tau" else metric)
     ax.set_title(f"{Path(str(report['zoo'])).name}: {report['activation']} nets, test {metric}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)

@@ -271,7 +271,8 @@ class Trainer:
     call (time-sliced jobs, tests of resume). ``on_nonfinite``: ``"raise"`` stops at a NaN/Inf
     training loss; ``"skip"`` skips steps whose loss or gradients are not finite (counted in the
     log's ``skipped_steps``) — a workaround, never silent. ``find_unused_parameters`` (DDP):
-    ``None`` decides by a probe (:meth:`unused_parameters`). ``config``: a JSON-able dict stored in checkpoints; a
+    ``None`` decides by a probe (:meth:`unused_parameters`). ``verbose``: one line per epoch on
+    stdout (for logs of runs without a progress bar). ``config``: a JSON-able dict stored in checkpoints; a
     resume with a different config (apart from ``epochs``) is refused.
     """
 
@@ -286,7 +287,7 @@ class Trainer:
                  resume: bool = True, progress: bool = True, device: str | torch.device | None = None,
                  config: Mapping[str, Any] | None = None, find_unused_parameters: bool | None = None,
                  stop_after: int | None = None, desc: str = "train", collate: Callable | None = None,
-                 on_nonfinite: str = "raise") -> None:
+                 on_nonfinite: str = "raise", verbose: bool = False) -> None:
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         if batch_size < 1:
@@ -329,6 +330,7 @@ class Trainer:
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
         self.on_nonfinite = on_nonfinite
+        self.verbose = verbose
         self.desc = desc
         self.optimizer = self._make_optimizer()
         if self.dist.distributed:
@@ -554,6 +556,10 @@ class Trainer:
                             "metrics": {k: v for k, v in row.items() if k not in ("epoch", "seconds")}}
                     self._save_best(epoch + 1, value, best["metrics"])
                 self._save_last(epoch + 1, best, history)
+                if self.verbose and self.dist.is_main:
+                    vals = " ".join(f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "seconds"))
+                    print(f"{self.desc}: epoch {epoch + 1}/{self.epochs} {vals} ({row['seconds']:.1f}s) "
+                          f"best {self.select}={best['value']:.4f}@{best['epoch']}", flush=True)
                 if bar is not None:
                     shown = "val_" + self.select if self.val_data is not None else "train_loss"
                     bar.set_postfix(epoch=epoch + 1, **{shown: f"{row.get(shown, value):.4f}"},
