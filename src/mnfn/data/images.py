@@ -267,6 +267,15 @@ def read_idx(path: str | os.PathLike, limit: int | None = None) -> np.ndarray:
             dims[0] = min(dims[0], int(limit))
         n = int(np.prod(dims))
         data = _read_exact(fh, n, path, f"{dims[0]} items")
+        if limit is None:
+            try:
+                extra = fh.read(1)
+            except (EOFError, OSError, gzip.BadGzipFile) as exc:
+                raise DataFormatError(f"{path}: cannot read past the items ({type(exc).__name__}: {exc}); "
+                                      "corrupt?") from None
+            if extra:
+                raise DataFormatError(f"{path}: data continues past the {tuple(dims)} items the header announces; "
+                                      "wrong header dimensions or not an IDX file?")
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
@@ -279,12 +288,18 @@ def _load_idx_set(name: str, split: str, root: str | os.PathLike | None, limit: 
         raise DataFormatError(
             f"{files[img_stem]} / {files[lab_stem]}: {images.shape} images do not match {labels.shape} labels"
         )
+    if len(images) == 0:
+        raise DataFormatError(f"{files[img_stem]}: holds no images")
+    if labels.max() >= len(CLASSES[name]):
+        raise DataFormatError(f"{files[lab_stem]}: label {int(labels.max())} out of range 0..{len(CLASSES[name]) - 1}")
     return images[:, None], labels.astype(np.int64)
 
 
 def _read_cifar_records(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     if len(data) % CIFAR_RECORD:
         raise DataFormatError(f"{source}: {len(data)} bytes is not a whole number of {CIFAR_RECORD}-byte records; truncated?")
+    if not data:
+        raise DataFormatError(f"{source}: holds no images (empty batch files)")
     rec = np.frombuffer(data, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
     labels = rec[:, 0].astype(np.int64)
     if labels.size and labels.max() > 9:
