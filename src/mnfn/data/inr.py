@@ -447,7 +447,27 @@ def read_meta(root: str | Path) -> dict[str, Any]:
     for key in ("dataset", "image_shape", "siren", "classes"):
         if key not in meta:
             raise DataFormatError(f"{path}: missing key {key!r}")
+    _check_meta_types(path, meta)
     return meta
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_meta_types(path: Path, meta: dict[str, Any]) -> None:
+    """The fields that build the architecture and label the nets must have the right types."""
+    s = meta["siren"]
+    if not (isinstance(s, dict) and _is_int(s.get("hidden")) and s["hidden"] > 0 and _is_int(s.get("depth"))
+            and s["depth"] > 0 and isinstance(s.get("w0"), (int, float)) and not isinstance(s.get("w0"), bool)
+            and math.isfinite(s["w0"])):
+        raise DataFormatError(f"{path}: 'siren' must be {{hidden: int > 0, depth: int > 0, w0: number}}, got {s!r}")
+    shape = meta["image_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)):
+        raise DataFormatError(f"{path}: 'image_shape' must be [C, H, W] (positive integers), got {shape!r}")
+    classes = meta["classes"]
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise DataFormatError(f"{path}: 'classes' must be a non-empty list of class names, got {classes!r}")
 
 
 def _meta_spec(meta: dict[str, Any]) -> WeightSpaceSpec:
@@ -555,6 +575,8 @@ def read_index(root: str | Path) -> list[dict[str, Any]]:
             try:
                 if len(rec) != len(INDEX_COLUMNS) or rec[1] not in SPLITS:
                     raise ValueError("wrong field count or split")
+                if not _CHUNK_RE.match(rec[6]):
+                    raise ValueError(f"chunk {rec[6]!r} is not a chunk file name like train-00000.npz")
                 rows.append(dict(row=int(rec[0]), split=rec[1], image_index=int(rec[2]), label=int(rec[3]),
                                  psnr=float(rec[4]), steps=int(rec[5]), chunk=rec[6], pos=int(rec[7])))
             except ValueError as exc:
