@@ -51,9 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args._run(args) or 0)
-    except (WeightSpaceError, ValueError, FileNotFoundError, KeyError) as exc:
-        # Known, user-facing failures: one clear line instead of a traceback.
-        print(f"mnfn {args.command}: error: {exc}", file=sys.stderr)
+    except (WeightSpaceError, ValueError, OSError, KeyError, FloatingPointError) as exc:
+        # Known, user-facing failures: one clear line instead of a traceback. ValueError covers
+        # DataFormatError and ConfigError; OSError covers missing files, unwritable folders and a
+        # full disk (the message names the path); FloatingPointError is a diverged training run.
+        msg = " ".join(str(exc).split())  # one line, also for multi-line messages (YAML parser errors)
+        print(f"mnfn {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 
