@@ -32,7 +32,7 @@ models:
 @pytest.fixture(scope="module")
 def digit_inrs(tmp_path_factory):
     root = tmp_path_factory.mktemp("inrs") / "digits-inr"
-    make_inr_dataset(root, "digits", num=20, splits=("train", "test"), fit=FitConfig(max_steps=15),
+    make_inr_dataset(root, "digits", num=20, splits=("train", "test"), fit=FitConfig(max_steps=10),
                      batch_size=64, progress=False)
     return root
 
