@@ -73,13 +73,22 @@ class _EquivariantStack(nn.Module):
         return xs
 
 
-def _check_features(features: WeightSpaceFeatures, spec: WeightSpaceSpec, channels: int, who: str) -> None:
+def _check_features(features: WeightSpaceFeatures, spec: WeightSpaceSpec, channels: int, who: str,
+                    module: nn.Module | None = None) -> None:
     if not isinstance(features, WeightSpaceFeatures):
         raise WeightSpaceError(f"{who} takes WeightSpaceFeatures, got {type(features).__name__}")
     if features.spec.weight_shapes() != spec.weight_shapes():
         raise WeightSpaceError(f"{who} was built for [{spec.describe()}], got features of [{features.spec.describe()}]")
     if features.channels != channels:
         raise WeightSpaceError(f"{who} expects {channels} input channels, features have {features.channels}")
+    if features.batch_size == 0:
+        raise WeightSpaceError(f"{who} got an empty batch (0 networks)")
+    if not features.dtype.is_floating_point:
+        raise WeightSpaceError(f"{who} takes floating-point features, got {features.dtype}")
+    p = next(module.parameters(), None) if module is not None else None
+    if p is not None and p.dtype != features.dtype:
+        raise WeightSpaceError(f"{who} has {p.dtype} parameters but got {features.dtype} features; convert one "
+                               f"(features.to({p.dtype}) or model.to({features.dtype}))")
 
 
 class InvariantNFN(nn.Module):
@@ -106,7 +115,7 @@ class InvariantNFN(nn.Module):
         self.head = mlp_head(self.pool.out_dim, head, out_dim, dropout)
 
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
-        _check_features(features, self.spec, self.in_channels, type(self).__name__)
+        _check_features(features, self.spec, self.in_channels, type(self).__name__, self)
         xs = fold(features)
         if self.io_embedding is not None:
             xs = self.io_embedding.forward_folded(xs)
@@ -138,7 +147,7 @@ class EquivariantEditor(nn.Module):
         self.out_scale = nn.Parameter(torch.tensor(float(out_scale)))
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
-        _check_features(features, self.spec, self.in_channels, type(self).__name__)
+        _check_features(features, self.spec, self.in_channels, type(self).__name__, self)
         xs = fold(features)
         if self.io_embedding is not None:
             xs = self.io_embedding.forward_folded(xs)
@@ -157,6 +166,7 @@ class CanonHNP(nn.Module):
         self.hnp = InvariantNFN(spec, symmetries="hnp", **config)
 
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
+        _check_features(features, self.spec, self.hnp.in_channels, type(self).__name__, self)
         return self.hnp(self.canon(features))
 
 
