@@ -45,9 +45,18 @@ def mlp_head(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 
     return nn.Sequential(*mods)
 
 
-def _check_input(features: WeightSpaceFeatures, spec: WeightSpaceSpec, channels: int, who: str) -> None:
+def _check_input(features: WeightSpaceFeatures, spec: WeightSpaceSpec, channels: int, who: str,
+                 module: nn.Module | None = None) -> None:
     """Shapes (not activations) decide whether a model can read a batch: a zoo of ReLU and tanh nets
     of one architecture is a valid input to the same baseline."""
+    if not isinstance(features, WeightSpaceFeatures):
+        raise WeightSpaceError(f"{who} takes WeightSpaceFeatures, got {type(features).__name__}")
+    if not features.dtype.is_floating_point:
+        raise WeightSpaceError(f"{who} takes floating-point features, got {features.dtype}")
+    p = next(module.parameters(), None) if module is not None else None
+    if p is not None and p.dtype != features.dtype:
+        raise WeightSpaceError(f"{who} has {p.dtype} parameters but got {features.dtype} features; convert one "
+                               f"(features.to({p.dtype}) or model.to({features.dtype}))")
     if (features.spec.weight_shapes() != spec.weight_shapes()
             or features.spec.bias_shapes() != spec.bias_shapes()):
         raise WeightSpaceError(
@@ -102,7 +111,7 @@ class StatNN(nn.Module):
 
     def statistics(self, features: WeightSpaceFeatures) -> Tensor:
         """``(B, 2L * 7 * C)``: the statistics, ordered layer by layer, weight then bias, channel-major."""
-        _check_input(features, self.spec, self.channels, "StatNN")
+        _check_input(features, self.spec, self.channels, "StatNN", self)
         parts = []
         for w, b in features:
             parts.append(tensor_statistics(w).flatten(1))
@@ -125,5 +134,5 @@ class FlatMLP(nn.Module):
         self.head = mlp_head(self.in_dim, hidden, out_features, dropout)
 
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
-        _check_input(features, self.spec, self.channels, "FlatMLP")
+        _check_input(features, self.spec, self.channels, "FlatMLP", self)
         return self.head(features.flatten())
