@@ -412,7 +412,9 @@ class WeightSpaceFeatures:
             raise WeightSpaceError("cannot collate an empty list of feature batches")
         spec = items[0].spec
         for j, item in enumerate(items[1:], 1):
-            if item.spec.weight_shapes() != spec.weight_shapes():
+            # Same shapes are not enough: a tanh net in a batch whose spec says ReLU would be moved
+            # by (and its model would assume) the wrong symmetry group.
+            if item.spec.layers != spec.layers or item.spec.pool_after != spec.pool_after:
                 raise WeightSpaceError(
                     f"mixed architectures in one batch: item 0 is [{spec.describe()}], item {j} is [{item.spec.describe()}]"
                 )
