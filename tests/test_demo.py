@@ -14,6 +14,7 @@ def test_demo_tiny(tmp_path, capsys):
     report = json.loads((out / "predict-gen" / "results.json").read_text())
     assert set(report["summary"]) == {"monomial", "hnp", "statnn"}
     assert (out / "predict-gen" / "tau_vs_scale.png").stat().st_size > 1000
-    # Monomial-NFN's predictions do not move under rescaling: the same tau before and after.
+    # Monomial-NFN's predictions do not move under rescaling: the same error before and after
+    # (MAE rather than tau: after one epoch of a toy run the predictions may all tie, leaving tau undefined).
     cell = report["summary"]["monomial"]["none"]
-    assert abs(cell["original"]["tau"][0] - cell["scale:1,1000"]["tau"][0]) < 1e-3
+    assert abs(cell["original"]["mae"][0] - cell["scale:1,1000"]["mae"][0]) < 1e-4

@@ -75,6 +75,12 @@ def _require_sign(spec: WeightSpaceSpec, who: str) -> None:
         )
 
 
+def _sign_only(spec: WeightSpaceSpec) -> str | None:
+    """Registry ``supports``: the hybrids need odd activations on every hidden layer."""
+    syms = spec.neuron_symmetries()[1:-1]
+    return None if all(s == Symmetry.SIGN for s in syms) else "needs odd activations (sin, tanh) on every hidden layer"
+
+
 def _sign_claims(spec: WeightSpaceSpec) -> tuple[str, ...]:
     """Sign flips where the weights have them, permutations elsewhere (hidden layers); fixed ends."""
     syms = spec.neuron_symmetries()
@@ -346,11 +352,11 @@ def _register() -> None:
         ModelEntry("hybrid-inr", HybridInrClassifier,
                    "hybrid (the paper's INR 'Monomial-NFN'): sign-equivariant layers -> abs -> Fourier features "
                    "-> HNP/NP -> pooling -> MLP; invariant to sign flips x hidden permutations",
-                   _sign_claims, HybridInrClassifier.__init__),
+                   _sign_claims, HybridInrClassifier.__init__, supports=_sign_only),
         ModelEntry("hybrid-editor", _hybrid_editor,
                    "hybrid editor (the paper's INR 'Monomial' editor): sign-equivariant layers -> Fourier features "
                    "-> NP/HNP + ReLU; equivariant to hidden permutations only, NOT sign-equivariant",
-                   _hidden_perm, HybridEditor.__init__, kind="equivariant"),
+                   _hidden_perm, HybridEditor.__init__, kind="equivariant", supports=_sign_only),
         ModelEntry("mlp-editor", MLPEditor,
                    "MLP editor: flattened weights -> MLP -> flattened weight change (no symmetry)",
                    _no_symmetry, MLPEditor.__init__, kind="equivariant"),

@@ -201,6 +201,11 @@ class ModelEntry:
     signature: Callable[..., Any]  # whose keyword arguments are the config keys
     kind: str = "invariant"  # "invariant" (features -> vector) or "equivariant" (features -> features)
     defaults: tuple[tuple[str, Any], ...] = ()  # the published configuration, overridable key by key
+    supports: Callable[[WeightSpaceSpec], str | None] | None = None  # reason it cannot serve a spec, or None
+
+    def unsupported(self, spec: WeightSpaceSpec) -> str | None:
+        """Why this model cannot be built for ``spec`` (``None``: it can)."""
+        return self.supports(spec) if self.supports is not None else None
 
     def config_keys(self) -> set[str]:
         params = inspect.signature(self.signature).parameters
@@ -260,6 +265,9 @@ def build_model(name: str, spec: WeightSpaceSpec, **config: Any) -> nn.Module:
     if name not in MODELS:
         raise WeightSpaceError(f"unknown model {name!r}; registered: {', '.join(MODELS)}")
     entry = MODELS[name]
+    reason = entry.unsupported(spec)
+    if reason:
+        raise WeightSpaceError(f"model {name!r} cannot serve [{spec.describe()}]: {reason}")
     unknown = sorted(set(config) - entry.config_keys())
     if unknown:
         raise WeightSpaceError(f"model {name!r} does not take config keys {unknown}; it takes {sorted(entry.config_keys())}")
@@ -275,3 +283,8 @@ def claimed_symmetries(name: str, spec: WeightSpaceSpec) -> tuple[str, ...]:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# The INR models register themselves into the same registry; importing them here makes the registry
+# the same whatever the caller imported first.
+from . import inr_models as _inr_models  # noqa: E402,F401

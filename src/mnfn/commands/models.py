@@ -29,6 +29,8 @@ def model_table(arch: str, activation: str | None = None) -> list[dict]:
     spec = arch_spec(arch, activation or _DEFAULT_ACT[arch])
     rows = []
     for name, entry in MODELS.items():
+        if entry.unsupported(spec):
+            continue
         model = build_model(name, spec)
         rows.append(dict(model=name, kind=entry.kind, parameters=count_parameters(model),
                          claims=",".join(claimed_symmetries(name, spec)[1:-1]), description=entry.description))
