@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from ..weightspace import WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
-from .terms import EinsumPlan, Term, enumerate_terms, plan_term, resolve_symmetries, tensor_sites
+from .terms import (MIX, TFIX, EinsumPlan, Group, SiteLayout, Term, enumerate_terms, plan_groups, plan_term,
+                    resolve_symmetries, tensor_sites)
 
 __all__ = ["EquivariantLinear", "fold", "unfold"]
 
@@ -54,6 +55,16 @@ class EquivariantLinear(nn.Module):
     ``T_out = sum_{terms S -> T} einsum(theta_term, reduce(S))`` (+ a learned constant where the
     group allows one). With ``symmetries="monomial"`` a ReLU layer gets the scale rules, a tanh/sin
     layer the sign rules, any other activation the permutation (HNP) rules.
+
+    Parameters: one ``nn.Parameter`` per term, ``self.params[n]`` for ``self.terms[n]``, of shape
+    ``self.plans[n].param_shape`` (``(c_out*k_T, [c_in*k_S], fixed target sizes, fixed source sizes)``)
+    and meaning ``self.plans[n].equation`` (:meth:`forward_reference` runs exactly those einsums).
+
+    Execution (:meth:`forward_folded`) does not loop over terms: :func:`~mnfn.layers.terms.plan_groups`
+    groups the terms that share their matched hidden axes into blocks, and each block is one batched
+    matmul ``(B, F_out, H) = P (F_out, F_in) @ cat(sources) (B, F_in, H)`` whose matrix ``P`` is
+    assembled from the per-term parameters (``F``: channels x kernel x fixed axes, ``H``: hidden
+    axes). The learned constants are added inside the same call (``baddbmm``).
     """
 
     def __init__(self, spec: WeightSpaceSpec, c_in: int, c_out: int, symmetries: str | Sequence[str] = "monomial",
@@ -69,7 +80,41 @@ class EquivariantLinear(nn.Module):
         self.terms: tuple[Term, ...] = tuple(terms)
         self.plans: tuple[EinsumPlan, ...] = tuple(plan_term(t, self.sites, c_in, c_out) for t in terms)
         self.params = nn.ParameterList([nn.Parameter(torch.empty(p.param_shape)) for p in self.plans])
+        self._build_execution_plan()
         self.reset_parameters()
+
+    # -- planning (once, at construction) ------------------------------------------------------
+    def _build_execution_plan(self) -> None:
+        layouts, groups = plan_groups(self.terms, self.sites, self.symmetries, self.c_in, self.c_out)
+        self.layouts: tuple[SiteLayout, ...] = tuple(layouts)
+        self.groups: tuple[Group, ...] = tuple(groups)
+        # Per term: (number of fixed target axes, number of fixed source axes) of its parameter, to
+        # turn (o, i, *p_t, *p_s) into the matrix (o * prod p_t, i * prod p_s).
+        self._fixed_counts: list[tuple[int, int]] = []
+        for term, plan in zip(self.terms, self.plans):
+            modes = dict(term.modes)
+            if term.source is None:
+                self._fixed_counts.append((len(plan.param_shape) - 1, 0))
+                continue
+            n_t = sum(modes[a.layer] in (MIX, TFIX) for a in self.sites[term.target].axes)
+            self._fixed_counts.append((n_t, len(plan.param_shape) - 2 - n_t))
+        # Where each learned constant goes: the group holding its target's fully matched output block.
+        self._group_bias: list[list[tuple[int, int] | None]] = [[None] * len(g.outputs) for g in self.groups]
+        self._late_bias: list[tuple[int, int]] = []  # (target, term) constants added after the matmuls
+        for n, term in enumerate(self.terms):
+            if term.source is not None:
+                continue
+            full = self.layouts[term.target].hidden_sizes
+            for gi, g in enumerate(self.groups):
+                hit = [r for r, ob in enumerate(g.outputs) if ob.target == term.target and ob.view == full]
+                if hit:
+                    self._group_bias[gi][hit[0]] = (n, g.outputs[hit[0]].features)
+                    break
+            else:
+                self._late_bias.append((term.target, n))
+        # Inverse of each site's (B, C*k, *axes) -> (B, C*k, *fixed, *hidden) permutation.
+        self._unpermute = tuple(tuple(sorted(range(len(l.permutation)), key=l.permutation.__getitem__))
+                                for l in self.layouts)
 
     def reset_parameters(self) -> None:
         """Fan-in aware init: each output entry sums ``fan_in`` inputs over all of its terms, so
@@ -89,8 +134,83 @@ class EquivariantLinear(nn.Module):
     def num_terms(self) -> int:
         return len(self.terms)
 
+    # -- execution -----------------------------------------------------------------------------
+    def _term_matrix(self, n: int) -> Tensor:
+        """Parameter of term ``n`` as the matrix ``(F_T, F_S)`` of the grouped layout."""
+        p = self.params[n]
+        n_t, n_s = self._fixed_counts[n]
+        rows = p.shape[0] * math.prod(p.shape[2:2 + n_t])
+        if n_t:  # (o, i, *p_t, *p_s) -> (o, *p_t, i, *p_s)
+            p = p.permute(0, *range(2, 2 + n_t), 1, *range(2 + n_t, 2 + n_t + n_s))
+        return p.reshape(rows, -1)
+
+    def group_matrix(self, gi: int) -> Tensor:
+        """The assembled parameter matrix ``(sum F_out, sum F_in)`` of group ``gi``."""
+        g = self.groups[gi]
+        if len(g.blocks) == 1 and len(g.blocks[0]) == 1:
+            return self._term_matrix(g.blocks[0][0])  # type: ignore[arg-type]
+        ref = self.params[next(n for row in g.blocks for n in row if n is not None)]
+        rows = []
+        for ob, row in zip(g.outputs, g.blocks):
+            rows.append(torch.cat([self._term_matrix(n) if n is not None else
+                                   ref.new_zeros(ob.features, ib.features) for ib, n in zip(g.inputs, row)], 1))
+        return torch.cat(rows, 0)
+
+    def _bias_vector(self, gi: int) -> Tensor | None:
+        entries = self._group_bias[gi]
+        if all(e is None for e in entries):
+            return None
+        g = self.groups[gi]
+        parts = [self.params[e[0]].reshape(-1) if e is not None else self.params[0].new_zeros(ob.features)
+                 for e, ob in zip(entries, g.outputs)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
     def forward_folded(self, xs: Sequence[Tensor]) -> list[Tensor]:
         """The layer on folded tensors ``(B, c_in*k, *axes)`` -> ``(B, c_out*k, *axes)``."""
+        B = xs[0].shape[0]
+        feats = []
+        for lay, x in zip(self.layouts, xs):
+            if not lay.is_identity:
+                x = x.permute(lay.permutation)
+            feats.append(x.reshape(B, -1, *lay.hidden_sizes))
+        outs: list[Tensor | None] = [None] * len(self.sites)
+        for gi, g in enumerate(self.groups):
+            parts = []
+            for ib in g.inputs:
+                x = feats[ib.source]
+                if ib.reduce:
+                    x = x.mean(dim=tuple(2 + r for r in ib.reduce))
+                parts.append(x.reshape(B, ib.features, g.hidden_size))
+            x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+            w = self.group_matrix(gi)
+            bias = self._bias_vector(gi)
+            if g.hidden_size == 1:
+                x2 = x.reshape(B, -1)
+                y = (torch.addmm(bias, x2, w.t()) if bias is not None else torch.mm(x2, w.t())).unsqueeze(-1)
+            else:
+                wb = w.expand(B, *w.shape)
+                y = torch.baddbmm(bias.unsqueeze(-1), wb, x) if bias is not None else torch.bmm(wb, x)
+            r0 = 0
+            for ob in g.outputs:
+                part = y[:, r0:r0 + ob.features] if len(g.outputs) > 1 else y
+                r0 += ob.features
+                part = part.reshape(B, ob.features, *ob.view)
+                prev = outs[ob.target]
+                outs[ob.target] = part if prev is None else prev + part
+        for t, n in self._late_bias:
+            c = self.params[n].reshape(1, -1, *([1] * len(self.layouts[t].hidden)))
+            outs[t] = c if outs[t] is None else outs[t] + c
+        result = []
+        for site, lay, unperm, y in zip(self.sites, self.layouts, self._unpermute, outs):
+            assert y is not None
+            y = y.expand(B, -1, *lay.hidden_sizes).reshape(B, self.c_out * site.kernel_size, *lay.fixed_sizes,
+                                                            *lay.hidden_sizes)
+            result.append(y if lay.is_identity else y.permute(unperm))
+        return result
+
+    def forward_reference(self, xs: Sequence[Tensor]) -> list[Tensor]:
+        """The same layer, one ``torch.einsum`` per term (the literal reading of the term table).
+        Slow; kept to test the grouped execution against."""
         B = xs[0].shape[0]
         outs: list[Tensor | None] = [None] * len(self.sites)
         reduced: dict[tuple[int, tuple[int, ...]], Tensor] = {}
@@ -126,4 +246,5 @@ class EquivariantLinear(nn.Module):
         return unfold(self.forward_folded(fold(features)), features.spec)
 
     def extra_repr(self) -> str:
-        return f"{self.c_in}->{self.c_out}, symmetries={self.symmetries}, terms={len(self.terms)}"
+        return (f"{self.c_in}->{self.c_out}, symmetries={self.symmetries}, terms={len(self.terms)}, "
+                f"matmuls={len(self.groups)}")

@@ -28,13 +28,39 @@ from .terms import TensorSite, resolve_symmetries, tensor_sites
 __all__ = ["InvariantPool", "EquivariantActivation", "robust_normalize"]
 
 
+def _scaled_and_inverse_norm(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """``(y, r)`` with ``x / ||x|| = y * r`` along ``dim``: ``y = x / max|x|`` (so the squares in the
+    norm stay away from float under/overflow for weights of 1e-15 or 1e30) and ``r = 1 / ||y||``
+    (``r`` keeps ``dim`` with size 1).
+
+    A zero vector gives ``r = 0``, so its normalised value is 0 *and* its gradient is 0 rather
+    than NaN (``x / ||x||`` has no derivative at 0): it is swapped for a vector of ones before the
+    norm (one fused ``addcdiv`` pass), and ``r`` is masked.
+    """
+    # amax/amin and a sum of squares: reductions that stay fast whatever the memory layout
+    # (``aminmax`` and ``vector_norm`` over a strided channel axis are several times slower).
+    m = torch.maximum(x.amax(dim=dim, keepdim=True), -x.amin(dim=dim, keepdim=True))  # max |x|
+    zero = m == 0
+    # m is detached: x/||x|| does not depend on m, so its gradient path cancels exactly, and it is
+    # the path that overflows (it divides by m^2, which underflows to 0 for tiny weights).
+    y = torch.addcdiv(zero.to(x.dtype), x, m.detach().clamp_min(torch.finfo(x.dtype).tiny))
+    r = (~zero).to(x.dtype) * torch.rsqrt((y * y).sum(dim=dim, keepdim=True))  # ||y|| >= 1
+    if torch.is_grad_enabled() and x.requires_grad:
+        # d(x/||x||)/dx ~ 1/||x||: for entries near zero (zoo weights reach 1e-42) the backward
+        # overflows to inf, then NaN. Their normalised *value* stays exact (invariance untouched);
+        # only their gradient is cut, below max|x| = eps^2 of the dtype.
+        keep = m >= torch.finfo(x.dtype).eps ** 2
+        y = torch.where(keep, y, y.detach())
+        r = torch.where(keep, r, r.detach())
+    return y, r
+
+
 def robust_normalize(x: Tensor, dim: int = 1) -> Tensor:
     """``x / ||x||`` along ``dim``, exact for any magnitude: dividing by the max first keeps the
-    squares away from float under/overflow (weights of 1e-15 or 1e6); a zero vector stays zero."""
-    m = x.abs().amax(dim=dim, keepdim=True)
-    tiny = torch.finfo(x.dtype).tiny
-    y = x / m.clamp_min(tiny)
-    return y / torch.linalg.vector_norm(y, dim=dim, keepdim=True).clamp_min(tiny)
+    squares away from float under/overflow (weights of 1e-15 or 1e6); a zero vector stays zero
+    (with a zero gradient)."""
+    y, r = _scaled_and_inverse_norm(x, dim)
+    return y * r
 
 
 def _site_symmetries(site: TensorSite, symmetries: Sequence[str]) -> set[str]:
@@ -74,18 +100,27 @@ class InvariantPool(nn.Module):
         self.out_dim = out_dim
 
     def forward_folded(self, xs: Sequence[Tensor]) -> Tensor:
+        # Per entry: normalise the channel vector, abs (sign groups), learned affine map; then
+        # average over the permuted axes. The affine map is per channel, so it commutes with the
+        # mean and is applied to the (small) pooled tensor.
         outs = []
         for i, (site, x) in enumerate(zip(self.sites, xs)):
+            dims = self.pool_dims[i]
             if self.normalize[i]:
-                x = robust_normalize(x, dim=1)
-            if self.even[i]:
-                x = x.abs()  # before the affine map: a shift would not commute with a sign flip
-            if self.normalize[i]:
+                x, r = _scaled_and_inverse_norm(x, 1)
+                if self.even[i]:
+                    x = x.abs()  # before the affine map: a shift would not commute with a sign flip
+                x = x * r
+                if dims:
+                    x = x.mean(dim=dims)
                 a = self.affine[i]
                 shape = (1, -1) + (1,) * (x.dim() - 2)
-                x = x * a[:, 0].view(shape) + a[:, 1].view(shape)
-            if self.pool_dims[i]:
-                x = x.mean(dim=self.pool_dims[i])
+                x = torch.addcmul(a[:, 1].view(shape), x, a[:, 0].view(shape))
+            else:
+                if self.even[i]:
+                    x = x.abs()
+                if dims:
+                    x = x.mean(dim=dims)
             outs.append(x.flatten(1))
         return torch.cat(outs, 1)
 

@@ -17,9 +17,10 @@ For a neuron layer ``l`` with symmetry
   ``sum`` (average away); only ``T``: ``broadcast`` (the DeepSets/NFN terms).
 
 A term is one choice per layer. A learned constant is allowed on a target with no scaled or
-signed axis. :func:`enumerate_terms` returns the table of all terms; the layer turns each into
-one ``einsum`` with its parameter shape. Completeness is tested numerically against the
-dimension of the commutant.
+signed axis. :func:`enumerate_terms` returns the table of all terms; :func:`plan_term` gives each
+its parameter shape and its meaning as one ``einsum``, and :func:`plan_groups` arranges the terms
+into a few batched matmuls for execution (the table stays the single source of truth).
+Completeness is tested numerically against the dimension of the commutant.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from typing import Sequence
 
 from ..weightspace import Symmetry, WeightSpaceError, WeightSpaceSpec
 
-__all__ = ["Axis", "TensorSite", "Term", "tensor_sites", "enumerate_terms", "resolve_symmetries"]
+__all__ = ["Axis", "TensorSite", "Term", "tensor_sites", "enumerate_terms", "resolve_symmetries", "EinsumPlan",
+           "plan_term", "SiteLayout", "site_layout", "InputBlock", "OutputBlock", "Group", "plan_groups"]
 
 # Per-layer modes of a term.
 MATCH = "match"  # index passes through (delta)
@@ -215,3 +217,146 @@ def plan_term(term: Term, sites: Sequence[TensorSite], c_in: int, c_out: int) ->
     eq = f"bi{in_letters},oi{''.join(p_t)}{''.join(p_s)}->bo{''.join(out_letters)}"
     shape = (c_out_k, c_in * s.kernel_size, *p_shape_t, *p_shape_s)
     return EinsumPlan(reduce_dims, eq, shape, tuple(bcast), fan_in)
+
+
+# --- execution plan: terms grouped into batched matmuls -------------------------------------------
+#
+# Every term is ``Y[b, F_T, H_M] = P_term[F_T, F_S] @ reduce(X_S)[b, F_S, H_M]`` followed by a
+# broadcast over the target's unmatched hidden axes, where
+#
+# * ``F`` ("features") are the channels, the folded kernel positions and the *fixed* axes of a
+#   tensor, in that order (a fixed axis is mixed by free parameters, so it is just more channels);
+# * ``H`` are its hidden (permuted / scaled / signed) axes, in tensor order; ``reduce`` averages the
+#   source's ``sum``/``ones`` axes, and ``H_M`` are the ``match``ed axes that survive.
+#
+# So the terms that share the matched hidden axes ``M`` are one block matrix applied to the
+# concatenation of their (reduced) sources: terms connected through a shared source or target
+# form a *group*, executed as one ``bmm`` whose parameter matrix is assembled from the per-term
+# parameters (a missing (target, source) pair inside a group is a zero block). The table of
+# terms stays the single source of truth: :func:`plan_groups` only re-arranges it.
+
+
+@dataclass(frozen=True)
+class SiteLayout:
+    """A tensor in ``(B, F, *H)`` form: ``F = channels * kernel * fixed axes``, ``H`` the hidden axes."""
+
+    fixed: tuple[int, ...]  # axis positions of fixed axes (in tensor order)
+    hidden: tuple[int, ...]  # axis positions of hidden axes (in tensor order)
+    fixed_sizes: tuple[int, ...]
+    hidden_sizes: tuple[int, ...]
+    feat_per_channel: int  # kernel size * product of fixed sizes
+
+    @property
+    def permutation(self) -> tuple[int, ...]:
+        """Dims of the folded ``(B, C*k, *axes)`` tensor in ``(B, C*k, *fixed, *hidden)`` order."""
+        return (0, 1, *(p + 2 for p in self.fixed), *(p + 2 for p in self.hidden))
+
+    @property
+    def is_identity(self) -> bool:
+        return self.permutation == tuple(range(len(self.permutation)))
+
+
+def site_layout(site: TensorSite, symmetries: Sequence[str]) -> SiteLayout:
+    from ..weightspace import Symmetry as _S
+
+    fixed = tuple(n for n, a in enumerate(site.axes) if symmetries[a.layer] == _S.FIXED)
+    hidden = tuple(n for n, a in enumerate(site.axes) if symmetries[a.layer] != _S.FIXED)
+    fsz = tuple(site.sizes[n] for n in fixed)
+    k = site.kernel_size
+    for s in fsz:
+        k *= s
+    return SiteLayout(fixed, hidden, fsz, tuple(site.sizes[n] for n in hidden), k)
+
+
+@dataclass(frozen=True)
+class InputBlock:
+    source: int
+    reduce: tuple[int, ...]  # positions *within the source's hidden axes* to average
+    features: int  # F_S = c_in * feat_per_channel
+
+
+@dataclass(frozen=True)
+class OutputBlock:
+    target: int
+    view: tuple[int, ...]  # per hidden axis of the target: its size if matched, else 1 (broadcast)
+    features: int  # F_T = c_out * feat_per_channel
+
+
+@dataclass(frozen=True)
+class Group:
+    """Terms sharing matched hidden layers ``matched``, executed as one (batched) matmul.
+
+    ``blocks[r][c]`` is the index of the term mapping input block ``c`` to output block ``r``
+    (``None``: a zero block). The parameter matrix is ``(sum F_out, sum F_in)``.
+    """
+
+    matched: tuple[int, ...]  # neuron layers of the matched hidden axes, in tensor order
+    hidden_size: int  # product of the matched axes' sizes
+    inputs: tuple[InputBlock, ...]
+    outputs: tuple[OutputBlock, ...]
+    blocks: tuple[tuple[int | None, ...], ...]
+
+    @property
+    def in_features(self) -> int:
+        return sum(b.features for b in self.inputs)
+
+    @property
+    def out_features(self) -> int:
+        return sum(b.features for b in self.outputs)
+
+    @property
+    def zero_blocks(self) -> int:
+        return sum(t is None for row in self.blocks for t in row)
+
+
+def _term_blocks(term: Term, sites: Sequence[TensorSite], layouts: Sequence[SiteLayout], c_in: int, c_out: int
+                 ) -> tuple[tuple[int, ...], InputBlock, OutputBlock]:
+    modes = dict(term.modes)
+    t, s = sites[term.target], sites[term.source]  # type: ignore[index]
+    lt, ls = layouts[term.target], layouts[term.source]  # type: ignore[index]
+    reduce = tuple(h for h, p in enumerate(ls.hidden) if modes[s.axes[p].layer] in (SUM, ONES))
+    s_matched = tuple(s.axes[p].layer for p in ls.hidden if modes[s.axes[p].layer] == MATCH)
+    t_matched = tuple(t.axes[p].layer for p in lt.hidden if modes[t.axes[p].layer] == MATCH)
+    if s_matched != t_matched:  # cannot happen for chain-structured nets (one tensor per layer pair)
+        raise AssertionError(f"matched axes in different orders: {term}")
+    view = tuple(t.sizes[p] if modes[t.axes[p].layer] == MATCH else 1 for p in lt.hidden)
+    return (s_matched, InputBlock(term.source, reduce, c_in * ls.feat_per_channel),  # type: ignore[arg-type]
+            OutputBlock(term.target, view, c_out * lt.feat_per_channel))
+
+
+def plan_groups(terms: Sequence[Term], sites: Sequence[TensorSite], symmetries: Sequence[str], c_in: int,
+                c_out: int) -> tuple[list[SiteLayout], list[Group]]:
+    """Group the (non-constant) terms into connected blocks of one matmul each."""
+    layouts = [site_layout(s, symmetries) for s in sites]
+    by_matched: dict[tuple[int, ...], list[tuple[int, InputBlock, OutputBlock]]] = {}
+    for n, term in enumerate(terms):
+        if term.source is None:
+            continue
+        m, ib, ob = _term_blocks(term, sites, layouts, c_in, c_out)
+        by_matched.setdefault(m, []).append((n, ib, ob))
+    groups = []
+    for m, items in by_matched.items():
+        # Connected components of the bipartite graph input blocks <-> output blocks (union-find).
+        parent: dict[object, object] = {}
+
+        def find(x: object) -> object:
+            while parent.setdefault(x, x) != x:
+                x = parent[x]
+            return x
+
+        for _, ib, ob in items:
+            parent[find(("i", ib))] = find(("o", ob))
+        comps: dict[object, list[tuple[int, InputBlock, OutputBlock]]] = {}
+        for it in items:
+            comps.setdefault(find(("o", it[2])), []).append(it)
+        for comp in comps.values():
+            ins = list(dict.fromkeys(ib for _, ib, _ in comp))
+            outs = list(dict.fromkeys(ob for _, _, ob in comp))
+            table: list[list[int | None]] = [[None] * len(ins) for _ in outs]
+            for n, ib, ob in comp:
+                table[outs.index(ob)][ins.index(ib)] = n
+            h = 1
+            for size in outs[0].view:  # matched sizes (1 where broadcast): the same for every block
+                h *= size
+            groups.append(Group(m, h, tuple(ins), tuple(outs), tuple(tuple(r) for r in table)))
+    return layouts, groups

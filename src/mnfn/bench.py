@@ -1,0 +1,494 @@
+"""Speed and memory benchmarks: ``mnfn bench`` and ``benchmarks/bench_models.py`` run this module.
+
+What is measured, for each architecture (the Small CNN Zoo CNN ``zoo_cnn_spec("relu")`` and the
+SIREN ``siren_spec()``) and each model (``monomial``, ``hnp``, ``np``, ``statnn``, registry
+defaults), on random weights of freshly initialised nets, batch 32, float32, on the CPU:
+
+* **train step**: forward, loss (BCE-with-logits on one output for the zoo, cross-entropy on 10
+  classes for SIREN), backward, ``torch.optim.Adam`` step; nets per second = batch / median
+  wall-clock seconds per step;
+* **forward**: the forward pass under ``torch.no_grad()``; nets per second likewise;
+* CPU seconds of this process per step beside the wall clock (``time.process_time``, all threads):
+  on a busy shared machine wall-clock rates fall with the load, CPU-time rates much less;
+* **peak memory** of one train step: the highest total of bytes held by PyTorch's CPU allocator
+  during the step (forward, backward and Adam) above what it held before the step, replayed from
+  ``torch.profiler``'s memory events (``profile_memory=True``) at operator granularity. It counts
+  activations, gradients, optimizer state created by the step and temporaries; it does not count
+  the Python heap or memory held before the step (parameters, the input batch);
+* parameter count.
+
+Every model of one architecture is built in the same process and timed *interleaved* (one train
+step and one forward of each model in turn, repeated), so a change in machine load hits all of
+them alike; the table gives each model's speed relative to ``hnp`` measured that way.
+
+Optionally, through the data modules (imported only when asked for): seconds per net to generate
+Small CNN Zoo nets (:func:`mnfn.data.zoo.make_zoo`) and SIREN INRs fitted per second
+(:func:`mnfn.data.inr.fit_sirens`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .weightspace import WeightSpaceFeatures, WeightSpaceSpec, siren_spec, zoo_cnn_spec
+
+__all__ = ["BenchConfig", "BENCH_SPECS", "BENCH_MODELS", "run_bench", "bench_models", "peak_memory_bytes", "tune_malloc",
+           "compile_model", "compile_available", "format_report", "bench_zoo_generation", "bench_inr_fitting"]
+
+#: Architectures benchmarked: name -> (spec factory, number of outputs of the benchmarked models).
+BENCH_SPECS: dict[str, tuple[Callable[[], WeightSpaceSpec], int]] = {
+    "zoo-cnn": (lambda: zoo_cnn_spec("relu"), 1),  # predict generalisation: one score
+    "siren": (lambda: siren_spec(), 10),  # classify INRs: 10 classes
+}
+BENCH_MODELS: tuple[str, ...] = ("monomial", "hnp", "np", "statnn")
+BASELINE = "hnp"
+
+
+@dataclass
+class BenchConfig:
+    """Settings of one benchmark run (``quick`` picks small repeat counts and data sizes)."""
+
+    specs: Sequence[str] = tuple(BENCH_SPECS)
+    models: Sequence[str] = BENCH_MODELS
+    batch: int = 32
+    dtype: str = "float32"
+    threads: int | None = None  # torch intra-op threads; None: leave torch's setting
+    warmup: int = 3
+    repeats: int = 20
+    memory: bool = True
+    compile: bool = False
+    tune_malloc: bool = False  # see tune_malloc()
+    seed: int = 0
+    data: bool = True  # zoo generation and INR fitting through mnfn.data
+    zoo_nets: int = 4
+    zoo_dataset: str = "digits"
+    inr_nets: int = 128
+    inr_batch: int = 64
+    model_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model build_model overrides
+
+    @classmethod
+    def quick_config(cls, **kw: Any) -> "BenchConfig":
+        base = dict(warmup=1, repeats=4, zoo_nets=1, inr_nets=32, inr_batch=32)
+        base.update(kw)
+        return cls(**base)
+
+
+# --- the C allocator --------------------------------------------------------------------------------
+
+_MALLOC_TUNED: dict[str, int] | None = None
+
+
+def tune_malloc(mmap_threshold: int = 32 * 2 ** 20, trim_threshold: int = 2 ** 30, top_pad: int = 64 * 2 ** 20
+                ) -> dict[str, int] | None:
+    """Keep freed memory in the process instead of handing it back to the OS (glibc only).
+
+    PyTorch's CPU allocator has no cache: every tensor of a few MB is a fresh ``malloc``, which
+    glibc serves with ``mmap`` and returns with ``munmap`` (or trims from the heap), so the next
+    step page-faults the same memory in again, and the kernel zeroes every page. For the Monomial-NFN
+    zoo model that costs ~10-15 % of a training step on a 2-core VM (ReLU and its backward run 2-3x
+    slower). This sets glibc's ``M_MMAP_THRESHOLD`` (max 32 MiB), ``M_TRIM_THRESHOLD`` and
+    ``M_TOP_PAD`` with ``mallopt``; the same as starting Python with ``MALLOC_MMAP_THRESHOLD_=33554432
+    MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864``. The process keeps its peak heap.
+    Returns the settings, or ``None`` where it cannot apply them (not glibc).
+    """
+    global _MALLOC_TUNED
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    settings = {"M_TRIM_THRESHOLD": (-1, trim_threshold), "M_TOP_PAD": (-2, top_pad),
+                "M_MMAP_THRESHOLD": (-3, min(mmap_threshold, 32 * 2 ** 20))}
+    if not all(mallopt(ctypes.c_int(k), ctypes.c_int(v)) == 1 for k, v in settings.values()):
+        return None
+    _MALLOC_TUNED = {k: v for k, (_, v) in settings.items()}
+    return dict(_MALLOC_TUNED)
+
+
+# --- torch.compile -------------------------------------------------------------------------------
+
+def compile_available() -> tuple[bool, str]:
+    """Whether ``torch.compile`` can run here, and why not. Cheap checks only (no compilation):
+    the function exists, and the inductor backend finds a C++ compiler for CPU kernels."""
+    if not hasattr(torch, "compile"):
+        return False, f"torch {torch.__version__} has no torch.compile"
+    if sys.platform == "win32":
+        return False, "torch.compile's inductor backend needs a C++ toolchain not set up on Windows here"
+    import shutil
+
+    cxx = os.environ.get("CXX") or next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
+    if cxx is None:
+        return False, "no C++ compiler (g++/c++/clang++) on PATH for inductor's CPU kernels"
+    return True, ""
+
+
+def compile_model(model: nn.Module, **kwargs: Any) -> nn.Module:
+    """``torch.compile`` a model of the registry (any ``nn.Module`` taking ``WeightSpaceFeatures``).
+
+    The model is compiled as a whole (``dynamic=False``: one graph per batch shape, recompiled when
+    the batch size changes); extra keyword arguments go to ``torch.compile``. The first call
+    compiles (tens of seconds on a small CPU); the result computes the same function, up to float
+    rounding. Raises ``RuntimeError`` with the reason when torch.compile is unavailable.
+    """
+    ok, why = compile_available()
+    if not ok:
+        raise RuntimeError(f"torch.compile is unavailable: {why}")
+    kwargs.setdefault("dynamic", False)
+    return torch.compile(model, **kwargs)
+
+
+# --- one model -----------------------------------------------------------------------------------
+
+def _loss_fn(out_dim: int) -> Callable[[Tensor, Tensor], Tensor]:
+    if out_dim == 1:
+        return lambda out, y: F.binary_cross_entropy_with_logits(out.squeeze(-1), y)
+    return F.cross_entropy
+
+
+def _targets(out_dim: int, batch: int, gen: torch.Generator, dtype: torch.dtype) -> Tensor:
+    if out_dim == 1:
+        return torch.rand(batch, generator=gen, dtype=dtype)
+    return torch.randint(0, out_dim, (batch,), generator=gen)
+
+
+def random_batch(spec: WeightSpaceSpec, batch: int, dtype: torch.dtype, seed: int) -> WeightSpaceFeatures:
+    """Weights of ``batch`` freshly initialised nets of ``spec`` (realistic magnitudes)."""
+    from .weightspace import build_module, features_from_modules
+
+    with _fork_rng(seed):
+        nets = [build_module(spec) for _ in range(batch)]
+    return features_from_modules(nets, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _fork_rng(seed: int) -> Iterator[None]:
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(state)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (C++ log lines) for a moment; a no-op where it cannot."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_memory_bytes(fn: Callable[[], Any]) -> int:
+    """Peak bytes held by PyTorch's CPU allocator while ``fn()`` runs, above the level at its start.
+
+    Replays ``torch.profiler`` memory events (``profile_memory=True``) in time order: each
+    operator's own allocations minus its own frees, and the frees that happen between operators
+    (tensors released by Python). Operator granularity: a temporary allocated and freed inside one
+    operator is not seen.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():  # the profiler's C++ side logs a line at start and stop
+        prof.start()
+    try:
+        fn()
+    finally:
+        with _quiet_stderr():
+            prof.stop()
+    events = [e for e in prof.events() if e.self_cpu_memory_usage]
+    events.sort(key=lambda e: e.time_range.start)
+    cur = peak = 0
+    for e in events:
+        cur += e.self_cpu_memory_usage
+        peak = max(peak, cur)
+    return int(peak)
+
+
+@dataclass
+class _Runner:
+    name: str
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    x: WeightSpaceFeatures
+    y: Tensor
+    loss: Callable[[Tensor, Tensor], Tensor]
+    times: dict[str, list[float]] = field(default_factory=lambda: {"train": [], "forward": []})
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {"train": [], "forward": []})
+
+    def train(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(self.model(self.x), self.y).backward()
+        self.opt.step()
+
+    def forward(self) -> None:
+        with torch.no_grad():
+            self.model(self.x)
+
+    def timed(self, kind: str) -> None:
+        fn = self.train if kind == "train" else self.forward
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        t1, c1 = time.perf_counter(), time.process_time()
+        self.times[kind].append(t1 - t0)
+        self.cpu[kind].append(c1 - c0)
+
+
+def bench_models(spec_name: str, cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Time every model of ``cfg.models`` on architecture ``spec_name``, interleaved (see module doc)."""
+    from .models import build_model, count_parameters
+
+    make_spec, out_dim = BENCH_SPECS[spec_name]
+    spec = make_spec()
+    dtype = getattr(torch, cfg.dtype)
+    x = random_batch(spec, cfg.batch, dtype, cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    y = _targets(out_dim, cfg.batch, gen, dtype)
+    runners: list[_Runner] = []
+    params: dict[str, int] = {}
+    for name in cfg.models:
+        with _fork_rng(cfg.seed):
+            model = build_model(name, spec, out_dim=out_dim, **cfg.model_config.get(name, {})).to(dtype)
+        params[name] = count_parameters(model)
+        if cfg.compile:
+            model = compile_model(model)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        runners.append(_Runner(name, model, opt, x, y, _loss_fn(out_dim)))
+    compile_s: dict[str, float] = {}
+    for r in runners:  # warm-up (and compilation): not timed
+        t0 = time.perf_counter()
+        for _ in range(max(cfg.warmup, 1 if cfg.compile else 0)):
+            r.train()
+            r.forward()
+        compile_s[r.name] = time.perf_counter() - t0
+        log(f"  {spec_name}/{r.name}: warmed up ({compile_s[r.name]:.1f} s)")
+    for _ in range(cfg.repeats):
+        for r in runners:
+            r.timed("train")
+            r.timed("forward")
+    memory: dict[str, int | None] = {}
+    for r in runners:
+        memory[r.name] = peak_memory_bytes(r.train) if cfg.memory else None
+    out: dict[str, Any] = {"spec": spec.describe(), "out_dim": out_dim, "batch": cfg.batch, "models": {}}
+    for r in runners:
+        res: dict[str, Any] = {"params": params[r.name]}
+        for kind in ("train", "forward"):
+            med = statistics.median(r.times[kind])
+            cpu = statistics.median(r.cpu[kind])
+            res[f"{kind}_ms"] = 1e3 * med
+            res[f"{kind}_ms_min"] = 1e3 * min(r.times[kind])
+            res[f"{kind}_cpu_ms"] = 1e3 * cpu
+            res[f"{kind}_nets_per_s"] = cfg.batch / med
+            res[f"{kind}_nets_per_cpu_s"] = cfg.batch / cpu if cpu > 0 else None
+        res["peak_train_memory_mb"] = None if memory[r.name] is None else memory[r.name] / 2 ** 20
+        if cfg.compile:
+            res["warmup_and_compile_s"] = compile_s[r.name]
+        out["models"][r.name] = res
+    base = out["models"].get(BASELINE)
+    for res in out["models"].values():
+        for key in ("train_nets_per_s", "forward_nets_per_s", "train_nets_per_cpu_s", "forward_nets_per_cpu_s",
+                    "params", "peak_train_memory_mb"):
+            b = base.get(key) if base else None
+            res[f"{key}_vs_{BASELINE}"] = (res[key] / b) if (b and res[key] is not None) else None
+    return out
+
+
+# --- data generation (other modules; imported lazily) ----------------------------------------------
+
+def bench_zoo_generation(num_nets: int, dataset: str = "digits", seed: int = 0, threads: int | None = 1
+                         ) -> dict[str, Any]:
+    """Seconds per net of :func:`mnfn.data.zoo.make_zoo` (the dataset's default recipe)."""
+    try:
+        from .data.zoo import default_recipe, make_zoo
+    except ImportError as exc:  # pragma: no cover - depends on the data module's state
+        return {"status": "unavailable", "reason": f"mnfn.data.zoo: {exc}"}
+    recipe = default_recipe(dataset)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        res = make_zoo(d, dataset, num_nets, seed=seed, recipe=recipe, progress=False, threads=threads)
+        wall = time.perf_counter() - t0
+    per_net = list(res.net_seconds)
+    per_cpu = list(getattr(res, "net_cpu_seconds", []) or [])
+    return {
+        "status": "ok", "dataset": dataset, "nets": num_nets, "threads": threads,
+        "recipe": {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "train_images": recipe.train_images},
+        "seconds_per_net": statistics.median(per_net) if per_net else None,
+        "cpu_seconds_per_net": statistics.median(per_cpu) if per_cpu else None,
+        "total_seconds": wall,
+    }
+
+
+def bench_inr_fitting(num: int, batch: int = 64, seed: int = 0) -> dict[str, Any]:
+    """SIRENs fitted per second by :func:`mnfn.data.inr.fit_sirens` (default settings), on the
+    scikit-learn digits upsampled to 28x28 (always available; MNIST-sized nets)."""
+    try:
+        from .data.images import load_images
+        from .data.inr import FitConfig, fit_sirens, net_seed
+    except ImportError as exc:  # pragma: no cover
+        return {"status": "unavailable", "reason": f"mnfn.data.inr: {exc}"}
+    d = load_images("digits", "train", limit=num)
+    imgs = F.interpolate(torch.from_numpy(d.images), size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
+    cfg = FitConfig()
+    seeds = [net_seed(seed, "train", i) for i in range(len(imgs))]
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = fit_sirens(imgs, seeds, cfg, batch_size=batch)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "status": "ok", "images": "digits upsampled to 28x28", "nets": len(imgs), "batch": batch,
+        "inrs_per_s": len(imgs) / wall, "inrs_per_cpu_s": len(imgs) / cpu if cpu > 0 else None,
+        "seconds": wall, "median_psnr": float(res.psnr.median()), "target_psnr": cfg.target_psnr,
+        "missed": int(res.missed.sum()),
+    }
+
+
+# --- the whole run ---------------------------------------------------------------------------------
+
+def _machine() -> dict[str, Any]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
+    return {
+        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "malloc_tuned": _MALLOC_TUNED is not None or any(k.startswith("MALLOC_") for k in os.environ),
+        "loadavg": [round(v, 2) for v in load],
+    }
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Run the benchmark described by ``cfg``; returns a JSON-ready dict (see :func:`format_report`)."""
+    unknown = [s for s in cfg.specs if s not in BENCH_SPECS]
+    if unknown:
+        raise ValueError(f"unknown benchmark architectures {unknown}; choose from {list(BENCH_SPECS)}")
+    if cfg.compile:
+        ok, why = compile_available()
+        if not ok:
+            raise RuntimeError(f"--compile: torch.compile is unavailable: {why}")
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"config": {k: v for k, v in cfg.__dict__.items()}, "baseline": BASELINE}
+    if cfg.tune_malloc:
+        result["malloc"] = tune_malloc()
+    with _threads(cfg.threads):
+        result["machine_before"] = _machine()
+        result["models"] = {}
+        for name in cfg.specs:
+            log(f"timing models on {name} ...")
+            result["models"][name] = bench_models(name, cfg, log)
+        result["data"] = {}
+        if cfg.data:
+            log("timing zoo generation ...")
+            result["data"]["zoo_generation"] = _guarded(lambda: bench_zoo_generation(cfg.zoo_nets, cfg.zoo_dataset,
+                                                                                     cfg.seed))
+            log("timing INR fitting ...")
+            result["data"]["inr_fitting"] = _guarded(lambda: bench_inr_fitting(cfg.inr_nets, cfg.inr_batch, cfg.seed))
+        result["machine_after"] = _machine()
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def _guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return fn()
+    except Exception as exc:  # the data modules are optional to the model benchmark: report, go on
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def _fmt(v: Any, spec: str = ".0f") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(v, spec)
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The human-readable table of a :func:`run_bench` result."""
+    cfg = result["config"]
+    mb, ma = result["machine_before"], result["machine_after"]
+    lines = [
+        f"mnfn bench: batch {cfg['batch']}, {cfg['dtype']}, {cfg['repeats']} interleaved repeats (median), "
+        f"{mb['torch_threads']} torch thread(s), {mb['cpus']} CPUs, torch {mb['torch']}"
+        + (", torch.compile" if cfg.get("compile") else "")
+        + (", malloc tuned" if mb.get("malloc_tuned") else ""),
+        f"load average (1 min) {mb['loadavg'][0]:.2f} before, {ma['loadavg'][0]:.2f} after"
+        + ("  -- the machine is busy: wall-clock rates are low; compare CPU-time rates and ratios"
+           if max(mb["loadavg"][0], ma["loadavg"][0]) > (mb["cpus"] or 1) else ""),
+    ]
+    for spec_name, block in result["models"].items():
+        lines.append("")
+        lines.append(f"{spec_name}: {block['spec']}  (ratios: model / {result['baseline']}, same process)")
+        head = (f"{'model':10s} {'params':>10s} {'train n/s':>10s} {'x':>6s} {'fwd n/s':>10s} {'x':>6s} "
+                f"{'train n/cpu-s':>13s} {'fwd n/cpu-s':>12s} {'train ms':>9s} {'fwd ms':>8s} {'peak MB':>8s} {'x':>6s}")
+        lines.append(head)
+        lines.append("-" * len(head))
+        for name, r in block["models"].items():
+            lines.append(
+                f"{name:10s} {r['params']:>10,d} {_fmt(r['train_nets_per_s']):>10s} "
+                f"{_fmt(r['train_nets_per_s_vs_' + result['baseline']], '.2f'):>6s} "
+                f"{_fmt(r['forward_nets_per_s']):>10s} {_fmt(r['forward_nets_per_s_vs_' + result['baseline']], '.2f'):>6s} "
+                f"{_fmt(r['train_nets_per_cpu_s']):>13s} {_fmt(r['forward_nets_per_cpu_s']):>12s} "
+                f"{_fmt(r['train_ms'], '.1f'):>9s} {_fmt(r['forward_ms'], '.1f'):>8s} "
+                f"{_fmt(r['peak_train_memory_mb'], '.1f'):>8s} "
+                f"{_fmt(r['peak_train_memory_mb_vs_' + result['baseline']], '.2f'):>6s}")
+    data = result.get("data") or {}
+    if data:
+        lines.append("")
+        z = data.get("zoo_generation")
+        if z:
+            if z.get("status") == "ok":
+                lines.append(f"zoo generation ({z['dataset']}, {z['nets']} net(s), default recipe, "
+                             f"{z['threads']} thread): {_fmt(z['seconds_per_net'], '.2f')} s/net wall, "
+                             f"{_fmt(z['cpu_seconds_per_net'], '.2f')} CPU-s/net")
+            else:
+                lines.append(f"zoo generation: {z.get('status')} ({z.get('reason')})")
+        i = data.get("inr_fitting")
+        if i:
+            if i.get("status") == "ok":
+                lines.append(f"SIREN fitting ({i['images']}, {i['nets']} nets, batch {i['batch']}): "
+                             f"{_fmt(i['inrs_per_s'], '.1f')} INRs/s wall, {_fmt(i['inrs_per_cpu_s'], '.1f')} "
+                             f"per CPU-s, median PSNR {i['median_psnr']:.1f} dB (target {i['target_psnr']:g})")
+            else:
+                lines.append(f"SIREN fitting: {i.get('status')} ({i.get('reason')})")
+    lines.append("")
+    lines.append("peak MB: PyTorch CPU-allocator bytes of one train step above its start (torch.profiler "
+                 "memory events); n/s = nets per wall-clock second; n/cpu-s = nets per CPU-second of this process")
+    lines.append(f"total {result['seconds']:.1f} s")
+    return "\n".join(lines)

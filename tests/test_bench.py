@@ -1,0 +1,86 @@
+"""``mnfn bench`` smoke tests on tiny settings: the JSON has every field; no timing assertions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mnfn.bench import BENCH_MODELS, BenchConfig, format_report, peak_memory_bytes, run_bench, tune_malloc
+from mnfn.cli import main
+
+MODEL_FIELDS = ["params", "train_ms", "forward_ms", "train_cpu_ms", "forward_cpu_ms", "train_nets_per_s",
+                "forward_nets_per_s", "train_nets_per_cpu_s", "forward_nets_per_cpu_s", "peak_train_memory_mb",
+                "train_nets_per_s_vs_hnp", "forward_nets_per_s_vs_hnp", "params_vs_hnp", "peak_train_memory_mb_vs_hnp"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_cli_quick_tiny_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--quick", "--specs", "siren", "--models", "monomial,hnp", "--repeats", "1", "--warmup", "0",
+            "--batch", "4", "--no-data", "--json", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "siren" in text and "monomial" in text and "hnp" in text
+    r = json.loads(out.read_text())
+    assert r["baseline"] == "hnp"
+    assert set(r["models"]) == {"siren"}
+    block = r["models"]["siren"]
+    assert set(block["models"]) == {"monomial", "hnp"}
+    for name, m in block["models"].items():
+        for key in MODEL_FIELDS:
+            assert key in m, (name, key)
+        assert m["params"] > 0 and m["train_nets_per_s"] > 0 and m["forward_nets_per_s"] > 0
+        assert m["peak_train_memory_mb"] > 0
+    assert block["models"]["hnp"]["train_nets_per_s_vs_hnp"] == pytest.approx(1.0)
+    assert r["config"]["batch"] == 4 and r["machine_before"]["cpus"] >= 1 and len(r["machine_after"]["loadavg"]) == 3
+
+
+def test_run_bench_default_models_and_data(tmp_path):
+    """Every default model on both architectures, plus the data measurements (tiny counts)."""
+    small = {"hnp": dict(hidden=(4, 3), head=(8,)), "np": dict(hidden=(4, 3), head=(8,)),
+             "monomial": dict(hidden=(4, 3), head=(8,)), "statnn": dict(hidden=(8,))}
+    cfg = BenchConfig(batch=2, warmup=0, repeats=1, memory=False, zoo_nets=1, inr_nets=2, inr_batch=2,
+                      model_config=small)
+    r = run_bench(cfg)
+    for spec in ("zoo-cnn", "siren"):
+        assert list(r["models"][spec]["models"]) == list(BENCH_MODELS)
+        assert r["models"][spec]["models"]["monomial"]["peak_train_memory_mb"] is None  # memory=False
+    z, i = r["data"]["zoo_generation"], r["data"]["inr_fitting"]
+    assert z["status"] == "ok", z
+    assert z["seconds_per_net"] > 0 and z["nets"] == 1
+    assert i["status"] == "ok", i
+    assert i["inrs_per_s"] > 0 and i["nets"] == 2
+    text = format_report(r)
+    assert "zoo generation" in text and "SIREN fitting" in text
+    json.dumps(r)  # JSON-ready
+
+
+def test_peak_memory_counts_a_step():
+    n = 1 << 20
+
+    def fn():
+        a = torch.ones(n)  # 4 MiB
+        b = a * 2  # another 4 MiB while a is alive
+        del a, b
+
+    assert peak_memory_bytes(fn) >= 8 * n * 0.99
+
+
+def test_tune_malloc_reports_settings():
+    s = tune_malloc()
+    assert s is None or s["M_MMAP_THRESHOLD"] <= 32 * 2 ** 20
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown benchmark architectures"):
+        run_bench(BenchConfig(specs=("resnet",), data=False))
+    assert main(["bench", "--specs", "resnet", "--no-data"]) == 2
