@@ -144,7 +144,7 @@ def test_auto_activation_and_pool_are_symmetric(name):
     act = EquivariantActivation(spec, "auto")
     pool = InvariantPool(spec, 3).double()
     with torch.no_grad():
-        for p in pool.affine:
+        for p in pool.affine.values():
             if p.numel():
                 p.normal_()
     x = randn_features(spec, 4, 3)

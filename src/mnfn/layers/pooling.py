@@ -96,7 +96,8 @@ class InvariantPool(nn.Module):
                     kept *= site.sizes[n]
             out_dim += channels * site.kernel_size * kept
             affine.append(nn.Parameter(torch.tensor([1.0, 0.0]).repeat(channels * site.kernel_size, 1)) if norm else None)
-        self.affine = nn.ParameterList([p if p is not None else nn.Parameter(torch.zeros(0)) for p in affine])
+        # Only the normalised tensors have an affine map (keyed by tensor index): no unused parameters.
+        self.affine = nn.ParameterDict({str(i): p for i, p in enumerate(affine) if p is not None})
         self.out_dim = out_dim
 
     def forward_folded(self, xs: Sequence[Tensor]) -> Tensor:
@@ -113,7 +114,7 @@ class InvariantPool(nn.Module):
                 x = x * r
                 if dims:
                     x = x.mean(dim=dims)
-                a = self.affine[i]
+                a = self.affine[str(i)]
                 shape = (1, -1) + (1,) * (x.dim() - 2)
                 x = torch.addcmul(a[:, 1].view(shape), x, a[:, 0].view(shape))
             else:
