@@ -52,7 +52,7 @@ def test_train_cli_writes_test_accuracy_and_best_checkpoint(digit_inrs, tiny_con
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
     assert m["n_train"] == 14 and m["n_val"] == 6 and m["n_test"] == 20 and m["num_classes"] == 10
     assert 0.0 <= m["test_accuracy"] <= 1.0 and m["best_epoch"] == 1 and m["seed"] == 3
-    assert m["claims"] == "sign"
+    assert m["claims"] == "signs x perms"
 
 
 def test_same_seed_same_result(digit_inrs):
@@ -82,7 +82,7 @@ def test_experiment_grid_table_and_resume(digit_inrs, tiny_config, tmp_path, cap
     res = json.loads((out / "results.json").read_text())
     assert len(res["runs"]) == 4 and {r["model"] for r in res["summary"]} == {"monomial-inr", "hybrid-inr"}
     md = (out / "results.md").read_text()
-    assert "| monomial-inr | sign |" in md and "14 train / 6 val / 20 test INRs" in md and "+-" in md
+    assert "| monomial-inr | signs x perms |" in md and "14 train / 6 val / 20 test INRs" in md and "+-" in md
     capsys.readouterr()
     assert main(args) == 0  # every cell done: read back, not retrained
     assert capsys.readouterr().out.count("done before") == 4

@@ -94,7 +94,7 @@ def test_train_cli_and_metrics(digit_inrs, tiny_config, tmp_path, capsys):
     assert rc == 0 and "test MSE" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
     assert (out / "best.pt").is_file() and (out / "samples.npz").is_file()
-    assert m["n_train"] == 14 and m["n_val"] == 6 and m["n_test"] == 20 and m["claims"] == "sign"
+    assert m["n_train"] == 14 and m["n_val"] == 6 and m["n_test"] == 20 and m["claims"] == "signs x perms"
     assert m["test_mse"] > 0 and m["test_mse_unedited"] > m["test_mse_fit"]
 
 
@@ -114,6 +114,6 @@ def test_experiment_grid_png_and_table(digit_inrs, tiny_config, tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert {r["model"] for r in res["runs"]} == {"monomial-editor", "hybrid-editor", "mlp-editor"}
     md = (out / "results.md").read_text()
-    assert "| unedited (Delta = 0) |" in md and "| hybrid-editor | perm |" in md and "| mlp-editor | none |" in md
+    assert "| unedited (Delta = 0) |" in md and "| hybrid-editor | perms |" in md and "| mlp-editor | none |" in md
     png = out / f"samples-{digit_inrs.name}.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

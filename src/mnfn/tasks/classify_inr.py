@@ -31,12 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.inr import InrDataset
+from ..data.inr import InrDataset, read_meta
 from ..groups import sample_element
 from ..inr_models import INR_CLASSIFIERS, TensorScale, add_feature_norm, tensor_rms
 from ..io import read_json, write_json
 from ..models import MODELS, build_model, claimed_symmetries, count_parameters
-from ..weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures
+from ..weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, siren_spec
 from .config import add_config_arguments, config_digest, load_config
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
@@ -141,11 +141,33 @@ def build_inr_model(name: str, spec, cfg: Mapping[str, Any], scales: torch.Tenso
     return model
 
 
+def set_spec(root: str | Path):
+    """The SIREN architecture of an INR set folder, from its ``meta.json`` (no weights loaded)."""
+    meta = read_meta(root)
+    sir = meta["siren"]
+    return siren_spec(int(meta["image_shape"][0]), hidden=int(sir["hidden"]), depth=int(sir["depth"]),
+                      w0=float(sir["w0"]))
+
+
+def refresh_claims(runs: Sequence[dict[str, Any]]) -> None:
+    """Recompute every run's ``claims`` text from the registry (runs read back from older files)."""
+    specs: dict[str, Any] = {}
+    for r in runs:
+        root = r.get("root")
+        if root and Path(root, "meta.json").is_file() and r["model"] in MODELS:
+            if root not in specs:
+                specs[root] = set_spec(root)
+            r["claims"] = describe_claims(r["model"], specs[root])
+
+
 def describe_claims(name: str, spec) -> str:
-    syms = claimed_symmetries(name, spec)[1:-1]
-    if all(s == Symmetry.FIXED for s in syms):
+    """What a model promises on the hidden neurons, in words: ``signs x perms``, ``perms`` or ``none``."""
+    syms = set(claimed_symmetries(name, spec)[1:-1])
+    if syms <= {Symmetry.FIXED}:
         return "none"
-    return ", ".join(sorted(set(syms)))
+    words = {Symmetry.SIGN: "signs", Symmetry.SCALE: "scales"}
+    extra = sorted(words[s] for s in syms if s in words)
+    return " x ".join([*extra, "perms"])
 
 
 # --- one run -----------------------------------------------------------------------------------
@@ -275,6 +297,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], scale: float = 1.0, digits
             r = cell.get((s, m))
             if r is None:
                 vals.append("-")
+            elif r["n"] == 0:  # a reference value, not trained (e.g. the unedited SIRENs)
+                v = f"{r['mean'] * scale:.{digits}f}"
             else:
                 v = f"{r['mean'] * scale:.{digits}f} +- {r['std'] * scale:.{digits}f} ({r['n']})"
                 if extra and m in extra and s in extra[m]:
@@ -353,6 +377,7 @@ def run_experiment(args: argparse.Namespace) -> int:
                                 progress=args.progress)
 
     runs = run_grid(out, args.inrs, models, seeds, run_one, digest)
+    refresh_claims(runs)
     rows = summarize_runs(runs, "test_accuracy")
     table = markdown_table(rows, scale=100.0, metric_label="test accuracy (%)")
     write_json(out / "results.json", {"task": TASK, "config": cfg, "models": models, "seeds": seeds,

@@ -36,7 +36,7 @@ from ..io import load_npz, save_npz, write_json
 from ..models import MODELS, count_parameters
 from ..weightspace import WeightSpaceError, WeightSpaceFeatures, functional_forward
 from .classify_inr import (_csv_list, build_inr_model, describe_claims, load_splits, markdown_table, model_config,
-                           n_train, run_grid, summarize_runs)
+                           n_train, refresh_claims, run_grid, summarize_runs)
 from .config import add_config_arguments, config_digest, load_config
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
@@ -326,12 +326,13 @@ def run_experiment(args: argparse.Namespace) -> int:
                             progress=args.progress, data_root=args.data_root)
 
     runs = run_grid(out, args.inrs, models, seeds, run_one, digest)
+    refresh_claims(runs)
     rows = summarize_runs(runs, "test_mse")
     # The unedited SIRENs against the edited targets: what an editor must beat.
     for s in dict.fromkeys(r["set"] for r in runs):
         r0 = next(r for r in runs if r["set"] == s)
         rows.append({**{k: v for k, v in next(x for x in rows if x["set"] == s).items()},
-                     "model": "unedited (Delta = 0)", "mean": r0["test_mse_unedited"], "std": 0.0, "n": 1,
+                     "model": "unedited (Delta = 0)", "mean": r0["test_mse_unedited"], "std": 0.0, "n": 0,
                      "params": 0, "claims": "-"})
     table = markdown_table(rows, scale=1.0, digits=4, metric_label=f"test MSE ({args.edit})")
     write_json(out / "results.json", {"task": TASK, "edit": args.edit, "config": cfg, "models": models,
