@@ -22,6 +22,11 @@ from .terms import (MIX, TFIX, EinsumPlan, Group, SiteLayout, Term, enumerate_te
 __all__ = ["EquivariantLinear", "fold", "unfold"]
 
 
+def _compiling() -> bool:
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
 def fold(features: WeightSpaceFeatures) -> list[Tensor]:
     """``[W1, b1, ...]`` with conv kernels folded into channels: ``(B, C*kh*kw, n_out, n_in)``."""
     out = []
@@ -187,6 +192,12 @@ class EquivariantLinear(nn.Module):
             if g.hidden_size == 1:
                 x2 = x.reshape(B, -1)
                 y = (torch.addmm(bias, x2, w.t()) if bias is not None else torch.mm(x2, w.t())).unsqueeze(-1)
+            elif _compiling():
+                # Under torch.compile: one GEMM over (F_in, B*H) instead of bmm on an expanded weight,
+                # which inductor materialises (B copies of the matrix) in slow generated kernels.
+                xt = x.transpose(0, 1).reshape(x.shape[1], -1)
+                y = torch.addmm(bias.unsqueeze(-1), w, xt) if bias is not None else torch.mm(w, xt)
+                y = y.view(-1, B, g.hidden_size).transpose(0, 1)
             else:
                 wb = w.expand(B, *w.shape)
                 y = torch.baddbmm(bias.unsqueeze(-1), wb, x) if bias is not None else torch.bmm(wb, x)
