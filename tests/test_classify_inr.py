@@ -95,6 +95,8 @@ def test_mean_std_and_table():
              "params": 1234, "claims": "sign", "dataset": "digits", "epochs": 2} for k, v in enumerate([0.5, 0.7])]
     table = markdown_table(summarize_runs(runs, "test_accuracy"), scale=100.0)
     assert "| m | sign | 1,234 | 60.00 +- 14.14 (2) |" in table
+    ref = {**summarize_runs(runs, "test_accuracy")[0], "model": "ref", "mean": 0.25, "n": 0}
+    assert "| ref | sign | 1,234 | 25.00 |" in markdown_table([ref], scale=100.0)
 
 
 def test_unknown_model_is_a_clear_error(digit_inrs, capsys):

@@ -298,7 +298,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], scale: float = 1.0, digits
             if r is None:
                 vals.append("-")
             elif r["n"] == 0:  # a reference value, not trained (e.g. the unedited SIRENs)
-                v = f"{r['mean'] * scale:.{digits}f}"
+                vals.append(f"{r['mean'] * scale:.{digits}f}")
             else:
                 v = f"{r['mean'] * scale:.{digits}f} +- {r['std'] * scale:.{digits}f} ({r['n']})"
                 if extra and m in extra and s in extra[m]:
