@@ -97,6 +97,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
 )
 #: Columns the reader needs.
 REQUIRED_COLUMNS = ("config.activation", "modeldir", "step", "test_accuracy")
+#: Columns that must hold numbers (empty cells and ``nan`` read as NaN).
+NUMERIC_COLUMNS = ("step", "test_accuracy", "test_loss", "train_accuracy", "train_loss")
 
 #: Image sets a zoo can be trained on.
 ZOO_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10-gray", "cifar10")
@@ -183,6 +185,9 @@ def read_layout(path: str | os.PathLike) -> list[LayoutEntry]:
             e = LayoutEntry(r[col["varname"]], int(r[col["start_idx"]]), int(r[col["end_idx"]]), shape)
         except (ValueError, SyntaxError, IndexError, TypeError) as exc:
             raise DataFormatError(f"{path}: line {i}: cannot parse {r} ({exc})") from None
+        if not 0 <= e.start <= e.end:
+            raise DataFormatError(f"{path}: line {i}: {e.varname} spans [{e.start}, {e.end}); "
+                                  "need 0 <= start_idx <= end_idx")
         if e.end - e.start != math.prod(e.shape):
             raise DataFormatError(f"{path}: line {i}: {e.varname} spans {e.end - e.start} values but shape {e.shape} "
                                   f"has {math.prod(e.shape)}")
@@ -191,6 +196,11 @@ def read_layout(path: str | os.PathLike) -> list[LayoutEntry]:
         out.append(e)
     if not out:
         raise DataFormatError(f"{path}: no layout rows")
+    spans = sorted((e for e in out if e.end > e.start), key=lambda e: (e.start, e.end))
+    for a, b in zip(spans, spans[1:]):
+        if b.start < a.end:
+            raise DataFormatError(f"{path}: spans overlap: {a.varname} [{a.start}, {a.end}) and "
+                                  f"{b.varname} [{b.start}, {b.end})")
     return out
 
 
@@ -348,7 +358,15 @@ def read_metrics(path: str | os.PathLike, required: Sequence[str] = REQUIRED_COL
     if missing:
         raise DataFormatError(f"{path}: missing column(s) {missing} (has {len(head)} columns: {', '.join(head[:8])}...)")
     cols = list(zip(*body)) if body else [()] * len(head)
-    return {name: _convert_column(list(vals)) for name, vals in zip(head, cols)}
+    out = {name: _convert_column(list(vals)) for name, vals in zip(head, cols)}
+    for name in NUMERIC_COLUMNS:
+        if name in out and out[name].dtype == object:
+            for ln, v in enumerate(out[name], start=2):
+                try:
+                    float(v) if v != "" else None
+                except ValueError:
+                    raise DataFormatError(f"{path}: column {name!r}, line {ln}: {v!r} is not a number") from None
+    return out
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
@@ -372,6 +390,8 @@ def read_weights(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
     shape, dtype, fortran, offset = _npy_header(path)
     if dtype.hasobject:
         raise DataFormatError(f"{path}: holds Python objects; refusing to unpickle")
+    if dtype.kind != "f":
+        raise DataFormatError(f"{path}: weights must be floating point (float32), header says dtype {dtype}")
     if len(shape) != 2:
         raise DataFormatError(f"{path}: expected a 2-D (checkpoints, parameters) array, header says shape {shape}")
     need = offset + int(np.prod(shape)) * dtype.itemsize
@@ -1085,6 +1105,7 @@ class ZooDataset:
             net_order = np.random.default_rng(seed).permutation(len(uniq))
             pos = {uniq[j]: r for r, j in enumerate(net_order)}
             order = np.array(sorted(range(R), key=lambda r: (pos[str(names[r])], r)), dtype=np.int64)
+        self._refuse_nonfinite(zoo, order)
         step_col = m["step"]
         if steps is None:
             keep = np.ones(R, dtype=bool)
@@ -1126,6 +1147,26 @@ class ZooDataset:
         self._spec: WeightSpaceSpec | None = None
         self._features: WeightSpaceFeatures | None = None
         self._gen = torch.Generator().manual_seed(augment.seed if augment is not None else seed)
+
+    def _refuse_nonfinite(self, zoo: Zoo, order: np.ndarray, block: int = 4096) -> None:
+        """Refuse non-finite weights or test accuracies in the rows the dataset draws from (all of the
+        zoo's, or the split file's, before the step/split/activation filters): they would reach training."""
+        m = zoo.metrics
+        cand = np.sort(order)
+
+        def where(bad: np.ndarray) -> str:
+            return ", ".join(f"{m['modeldir'][r]} step {m['step'][r]}" for r in cand[bad][:3])
+
+        bad = np.zeros(len(cand), dtype=bool)
+        for s in range(0, len(cand), block):
+            bad[s:s + block] = ~np.isfinite(np.asarray(zoo.weights[cand[s:s + block]])).all(axis=1)
+        if bad.any():
+            raise DataFormatError(f"{self.root / 'weights.npy'}: {int(bad.sum())} of {len(cand)} rows hold NaN/Inf "
+                                  f"weights (first: {where(bad)})")
+        bad = ~np.isfinite(np.asarray(m["test_accuracy"], dtype=np.float64)[cand])
+        if bad.any():
+            raise DataFormatError(f"{self.root / 'metrics.csv.gz'}: {int(bad.sum())} of {len(cand)} rows have a "
+                                  f"non-finite test_accuracy (first: {where(bad)})")
 
     # -- basics ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -1237,6 +1278,8 @@ class MaterializedZoo:
 def zoo_info(root: str | os.PathLike) -> dict[str, Any]:
     """Counts and test-accuracy statistics (all checkpoints and final step), per activation."""
     z = read_zoo(root)
+    if len(z) == 0:
+        raise DataFormatError(f"{z.root}: no checkpoints (weights.npy and metrics.csv.gz have 0 rows)")
     m = z.metrics
     acts = m["config.activation"].astype(str)
     acc = np.asarray(m["test_accuracy"], dtype=np.float64)
