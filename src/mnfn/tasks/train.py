@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import distributed as D
-from ..io import atomic_open, load_torch, save_torch
+from ..io import DataFormatError, atomic_open, load_torch, save_torch
 from ..weightspace import WeightSpaceFeatures
 from .metrics import HIGHER_IS_BETTER, METRICS, compute_metrics, is_better
 
@@ -240,10 +240,33 @@ def _write_log(path: Path, history: list[dict[str, float]]) -> None:
             w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in h.items()})
 
 
+#: Keys a checkpoint must hold for :meth:`Trainer._try_resume` (``last.pt``) and :func:`load_best` (``best.pt``).
+LAST_KEYS = ("epoch", "model", "optimizer", "rng", "best", "history", "config")
+BEST_KEYS = ("model",)
+
+
+def _check_keys(path: Path, ck: Any, keys: Sequence[str]) -> None:
+    if not isinstance(ck, dict):
+        raise DataFormatError(f"{path}: not a training checkpoint (holds a {type(ck).__name__}, expected a dict)")
+    missing = [k for k in keys if k not in ck]
+    if missing:
+        raise DataFormatError(f"{path}: not a complete training checkpoint: missing key(s) {', '.join(missing)}")
+
+
+def _load_state(path: Path, what: str, target: Any, state: Any) -> None:
+    """``target.load_state_dict(state)``, with a failure reported as a DataFormatError naming ``path``."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise DataFormatError(f"{path}: cannot restore the {what} ({type(exc).__name__}: {exc})") from None
+
+
 def load_best(model: nn.Module, out_dir: str | Path, name: str = CHECKPOINT_BEST) -> dict[str, Any]:
     """Load the best checkpoint's weights into ``model`` (explicitly, after training); returns its record."""
-    ck = load_torch(Path(out_dir) / name)
-    _unwrap(model).load_state_dict(ck["model"])
+    path = Path(out_dir) / name
+    ck = load_torch(path)
+    _check_keys(path, ck, BEST_KEYS)
+    _load_state(path, "model", _unwrap(model), ck["model"])
     return ck
 
 
@@ -474,11 +497,12 @@ class Trainer:
         if not exists:
             return fresh
         ck = load_torch(path, map_location="cpu")
+        _check_keys(path, ck, LAST_KEYS)
         if ck.get("config") != self._ckpt_config():
             raise ValueError(f"{path}: was written with another configuration; use another --out folder or "
                              f"start over (--restart). saved: {ck.get('config')} now: {self._ckpt_config()}")
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        _load_state(path, "model", self.model, ck["model"])
+        _load_state(path, "optimizer", self.optimizer, ck["optimizer"])
         set_rng_state(ck["rng"])
         per_rank = ck.get("torch_rng_per_rank")
         if per_rank is not None and int(ck.get("world_size", 1)) == self.dist.world_size:
@@ -490,6 +514,9 @@ class Trainer:
         if self.out_dir is not None and self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         start, best, history = self._try_resume()
+        if start > 0 and self.dist.is_main and self.out_dir is not None:
+            # A kill between writing last.pt and log.csv leaves the log an epoch behind: rewrite it.
+            _write_log(self.out_dir / LOG_FILE, history)
         if start == 0:
             # Per-rank stream for dropout & co.; model init happened before, seeded by the caller.
             torch.manual_seed(derive_seed(self.seed, "train", self.dist.rank))
