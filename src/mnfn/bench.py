@@ -225,7 +225,8 @@ def peak_memory_bytes(fn: Callable[[], Any]) -> int:
     Replays ``torch.profiler`` memory events (``profile_memory=True``) in time order: each
     operator's own allocations minus its own frees, and the frees that happen between operators
     (tensors released by Python). Operator granularity: a temporary allocated and freed inside one
-    operator is not seen.
+    operator is not seen; nor are frees of memory allocated before the start (e.g. the previous
+    step's gradients released by ``zero_grad``), so the figure leans high by at most that much.
     """
     from torch.profiler import ProfilerActivity, profile
 
@@ -233,7 +234,8 @@ def peak_memory_bytes(fn: Callable[[], Any]) -> int:
     with _quiet_stderr():  # the profiler's C++ side logs a line at start and stop
         prof.start()
     try:
-        fn()
+        with _quiet_stderr():  # and its warnings about frees of memory allocated before the start
+            fn()
     finally:
         with _quiet_stderr():
             prof.stop()
@@ -452,6 +454,10 @@ def format_report(result: dict[str, Any]) -> str:
         + ("  -- the machine is busy: wall-clock rates are low; compare CPU-time rates and ratios"
            if max(mb["loadavg"][0], ma["loadavg"][0]) > (mb["cpus"] or 1) else ""),
     ]
+    if (mb["torch_threads"] > 1 and (mb.get("omp_wait_policy") or "").lower() != "passive"
+            and max(mb["loadavg"][0], ma["loadavg"][0]) > (mb["cpus"] or 1) - 0.5):
+        lines.append("WARNING: several torch threads on busy cores spin-wait for each other (often many times "
+                     "slower); rerun with --threads 1 or OMP_WAIT_POLICY=PASSIVE")
     for spec_name, block in result["models"].items():
         lines.append("")
         lines.append(f"{spec_name}: {block['spec']}  (ratios: model / {result['baseline']}, same process)")
