@@ -86,6 +86,11 @@ def test_experiment_grid_table_and_resume(digit_inrs, tiny_config, tmp_path, cap
     capsys.readouterr()
     assert main(args) == 0  # every cell done: read back, not retrained
     assert capsys.readouterr().out.count("done before") == 4
+    # --report-only trains nothing: an unfinished seed is left out of the tables
+    assert main(args + ["--seeds", "0,1,2", "--report-only"]) == 0  # the last --seeds wins
+    assert capsys.readouterr().out.count("not finished, left out") == 2
+    assert not (out / digit_inrs.name / "monomial-inr" / "seed2").exists()
+    assert len(json.loads((out / "results.json").read_text())["runs"]) == 4
 
 
 def test_mean_std_and_table():

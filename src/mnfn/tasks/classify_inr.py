@@ -236,9 +236,10 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def run_grid(out: str | Path, sets: Sequence[str | Path], models: Sequence[str], seeds: Sequence[int],
              run_one: Callable[[str | Path, str, int, Path], dict[str, Any]], digest: str,
-             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+             log: Callable[[str], None] = print, report_only: bool = False) -> list[dict[str, Any]]:
     """Run ``run_one(inrs, model, seed, run_dir)`` for every combination; a run whose
-    ``metrics.json`` exists with the same config digest and is complete is read, not rerun."""
+    ``metrics.json`` exists with the same config digest and is complete is read, not rerun.
+    ``report_only``: train nothing, return the finished runs only (a grid still in progress)."""
     out = Path(out)
     results = []
     total = len(sets) * len(models) * len(seeds)
@@ -256,6 +257,9 @@ def run_grid(out: str | Path, sets: Sequence[str | Path], models: Sequence[str],
                         log(f"[{k}/{total}] {tag} {name} seed {seed}: done before")
                         results.append(prev)
                         continue
+                if report_only:
+                    log(f"[{k}/{total}] {tag} {name} seed {seed}: not finished, left out (--report-only)")
+                    continue
                 log(f"[{k}/{total}] {tag} {name} seed {seed} ...")
                 r = run_one(inrs, name, seed, run_dir)
                 r["grid_digest"] = digest
@@ -358,6 +362,8 @@ def add_experiment_args(p: argparse.ArgumentParser, what: str = "classifier") ->
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)")
     p.add_argument("--progress", action="store_true", help="progress bars per run")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: tables from the runs finished so far (e.g. while the grid runs)")
     add_config_arguments(p)
 
 
@@ -376,7 +382,9 @@ def run_experiment(args: argparse.Namespace) -> int:
         return train_classifier(inrs, name, cfg, seed=seed, out_dir=run_dir, device=args.device,
                                 progress=args.progress)
 
-    runs = run_grid(out, args.inrs, models, seeds, run_one, digest)
+    runs = run_grid(out, args.inrs, models, seeds, run_one, digest, report_only=args.report_only)
+    if not runs:
+        raise ValueError(f"{out}: no finished runs of this grid yet")
     refresh_claims(runs)
     rows = summarize_runs(runs, "test_accuracy")
     table = markdown_table(rows, scale=100.0, metric_label="test accuracy (%)")

@@ -307,6 +307,8 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)")
     p.add_argument("--data-root", default=None, help="image data folder (default: MNFN_DATA or ~/.cache/mnfn/data)")
     p.add_argument("--progress", action="store_true", help="progress bars per run")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: tables from the runs finished so far (e.g. while the grid runs)")
     add_config_arguments(p)
 
 
@@ -325,7 +327,9 @@ def run_experiment(args: argparse.Namespace) -> int:
         return train_editor(inrs, args.edit, name, cfg, seed=seed, out_dir=run_dir, device=args.device,
                             progress=args.progress, data_root=args.data_root)
 
-    runs = run_grid(out, args.inrs, models, seeds, run_one, digest)
+    runs = run_grid(out, args.inrs, models, seeds, run_one, digest, report_only=args.report_only)
+    if not runs:
+        raise ValueError(f"{out}: no finished runs of this grid yet")
     refresh_claims(runs)
     rows = summarize_runs(runs, "test_mse")
     # The unedited SIRENs against the edited targets: what an editor must beat.
