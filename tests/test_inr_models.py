@@ -154,8 +154,14 @@ def test_defaults_build_on_the_real_sirens():
 
 
 def test_hybrid_refuses_relu_nets():
+    relu = mlp_spec([2, 4, 1], "relu")
     with pytest.raises(WeightSpaceError, match="odd activations"):
-        HybridInrClassifier(mlp_spec([2, 4, 1], "relu"))
+        HybridInrClassifier(relu)
+    for name in ("hybrid-inr", "hybrid-editor"):
+        assert "odd activations" in MODELS[name].unsupported(relu)
+        assert MODELS[name].unsupported(SPEC) is None
+        with pytest.raises(WeightSpaceError, match="cannot serve"):
+            build_model(name, relu)
 
 
 def test_fourier_features_are_entrywise_and_seeded():

@@ -81,6 +81,15 @@ def _sign_only(spec: WeightSpaceSpec) -> str | None:
     return None if all(s == Symmetry.SIGN for s in syms) else "needs odd activations (sin, tanh) on every hidden layer"
 
 
+def _sign_only(spec: WeightSpaceSpec) -> str | None:
+    """Registry ``supports``: why a hybrid cannot serve ``spec`` (``None``: it can)."""
+    syms = spec.neuron_symmetries()[1:-1]
+    if any(s != Symmetry.SIGN for s in syms):
+        return (f"the hybrids need odd activations (sin, tanh) on every hidden layer, this net has hidden "
+                f"symmetries {syms}")
+    return None
+
+
 def _sign_claims(spec: WeightSpaceSpec) -> tuple[str, ...]:
     """Sign flips where the weights have them, permutations elsewhere (hidden layers); fixed ends."""
     syms = spec.neuron_symmetries()
