@@ -7,12 +7,15 @@ import json
 import pytest
 import torch
 
-from mnfn.bench import BENCH_MODELS, BenchConfig, format_report, peak_memory_bytes, run_bench, tune_malloc
+from mnfn.bench import (BENCH_MODELS, BenchConfig, count_flops, format_report, gemm_rate, peak_memory_bytes, run_bench,
+                        tune_malloc)
 from mnfn.cli import main
 
 MODEL_FIELDS = ["params", "train_ms", "forward_ms", "train_cpu_ms", "forward_cpu_ms", "train_nets_per_s",
                 "forward_nets_per_s", "train_nets_per_cpu_s", "forward_nets_per_cpu_s", "peak_train_memory_mb",
-                "train_nets_per_s_vs_hnp", "forward_nets_per_s_vs_hnp", "params_vs_hnp", "peak_train_memory_mb_vs_hnp"]
+                "train_nets_per_s_vs_hnp", "forward_nets_per_s_vs_hnp", "params_vs_hnp", "peak_train_memory_mb_vs_hnp",
+                "train_gflop", "forward_gflop", "train_ceiling_nets_per_s", "forward_ceiling_nets_per_s",
+                "train_fraction_of_gemm_rate", "forward_fraction_of_gemm_rate"]
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +44,14 @@ def test_cli_quick_tiny_writes_json(tmp_path, capsys):
         assert m["params"] > 0 and m["train_nets_per_s"] > 0 and m["forward_nets_per_s"] > 0
         assert m["peak_train_memory_mb"] > 0
     assert block["models"]["hnp"]["train_nets_per_s_vs_hnp"] == pytest.approx(1.0)
+    roof = r["roofline"]
+    assert roof["gflops"] > 0 and roof["threads"] == 1
+    for m in block["models"].values():
+        # a train step also runs the backward matmuls: more FLOPs than the forward
+        assert m["train_gflop"] > m["forward_gflop"] > 0
+        assert m["train_ceiling_nets_per_s"] == pytest.approx(4 * roof["gflops"] / m["train_gflop"])
+        assert 0 < m["train_fraction_of_gemm_rate"]
+    assert "roofline" in text and "ceiling" in text
     assert r["config"]["batch"] == 4 and r["machine_before"]["cpus"] >= 1 and len(r["machine_after"]["loadavg"]) == 3
 
 
@@ -62,6 +73,20 @@ def test_run_bench_default_models_and_data(tmp_path):
     text = format_report(r)
     assert "zoo generation" in text and "SIREN fitting" in text
     json.dumps(r)  # JSON-ready
+
+
+def test_count_flops_matmul_forward_and_backward():
+    a = torch.randn(64, 32, requires_grad=True)
+    b = torch.randn(32, 16, requires_grad=True)
+    assert count_flops(lambda: a @ b) == 2 * 64 * 32 * 16
+    # backward: one product for each input's gradient
+    assert count_flops(lambda: (a @ b).sum().backward()) == 3 * 2 * 64 * 32 * 16
+    assert count_flops(lambda: torch.relu(a)) == 0  # only matmuls/convolutions are counted
+
+
+def test_gemm_rate_reports_a_rate():
+    r = gemm_rate(size=64, repeats=2)
+    assert r["gflops"] > 0 and r["gemm"] == "64x64x64 float32" and r["threads"] == 1
 
 
 def test_peak_memory_counts_a_step():

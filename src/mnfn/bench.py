@@ -15,7 +15,11 @@ defaults), on random weights of freshly initialised nets, batch 32, float32, on 
   ``torch.profiler``'s memory events (``profile_memory=True``) at operator granularity. It counts
   activations, gradients, optimizer state created by the step and temporaries; it does not count
   the Python heap or memory held before the step (parameters, the input batch);
-* parameter count.
+* parameter count;
+* **roofline**: the FLOPs of the matrix products and convolutions of one train step and one
+  forward (``torch.utils.flop_counter``), and the best rate of a 2048^3 GEMM in this process
+  (:func:`gemm_rate`); their quotient is the *ceiling*, the nets/s no implementation of the same
+  model can pass on this machine, and the table shows the fraction of it each model reached.
 
 Every model of one architecture is built in the same process and timed *interleaved* (one train
 step and one forward of each model in turn, repeated), so a change in machine load hits all of
@@ -46,7 +50,8 @@ from torch import Tensor, nn
 from .weightspace import WeightSpaceFeatures, WeightSpaceSpec, siren_spec, zoo_cnn_spec
 
 __all__ = ["BenchConfig", "BENCH_SPECS", "BENCH_MODELS", "run_bench", "bench_models", "peak_memory_bytes", "tune_malloc",
-           "compile_model", "compile_available", "format_report", "bench_zoo_generation", "bench_inr_fitting"]
+           "compile_model", "compile_available", "format_report", "count_flops", "gemm_rate", "bench_zoo_generation",
+           "bench_inr_fitting"]
 
 #: Architectures benchmarked: name -> (spec factory, number of outputs of the benchmarked models).
 BENCH_SPECS: dict[str, tuple[Callable[[], WeightSpaceSpec], int]] = {
@@ -268,6 +273,11 @@ class _Runner:
         with torch.no_grad():
             self.model(self.x)
 
+    def eager(self) -> "_Runner":
+        """This runner with the uncompiled model (the FLOP counter runs eager)."""
+        orig = getattr(self.model, "_orig_mod", None)
+        return self if orig is None else _Runner(self.name, orig, self.opt, self.x, self.y, self.loss)
+
     def timed(self, kind: str) -> None:
         fn = self.train if kind == "train" else self.forward
         c0, t0 = time.process_time(), time.perf_counter()
@@ -275,6 +285,32 @@ class _Runner:
         t1, c1 = time.perf_counter(), time.process_time()
         self.times[kind].append(t1 - t0)
         self.cpu[kind].append(c1 - c0)
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Floating-point operations of the matrix products and convolutions ``fn()`` runs (forward and
+    backward), counted by ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add is 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def gemm_rate(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Best GFLOP/s of a ``size``-cubed matrix product on this process's threads: the practical
+    peak of the BLAS here, against which :func:`bench_models`' FLOP counts give ceilings."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen, dtype=dtype)
+    b = torch.randn(size, size, generator=gen, dtype=dtype)
+    torch.mm(a, b)  # warm-up: BLAS thread pool and packing buffers
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return {"gemm": f"{size}x{size}x{size} {str(dtype).replace('torch.', '')}", "gflops": 2 * size ** 3 / best / 1e9,
+            "threads": torch.get_num_threads()}
 
 
 def bench_models(spec_name: str, cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
@@ -312,6 +348,7 @@ def bench_models(spec_name: str, cfg: BenchConfig, log: Callable[[str], None] = 
     memory: dict[str, int | None] = {}
     for r in runners:
         memory[r.name] = peak_memory_bytes(r.train) if cfg.memory else None
+    flops = {r.name: (count_flops(r.eager().train), count_flops(r.eager().forward)) for r in runners}
     out: dict[str, Any] = {"spec": spec.describe(), "out_dim": out_dim, "batch": cfg.batch, "models": {}}
     for r in runners:
         res: dict[str, Any] = {"params": params[r.name]}
@@ -324,6 +361,9 @@ def bench_models(spec_name: str, cfg: BenchConfig, log: Callable[[str], None] = 
             res[f"{kind}_nets_per_s"] = cfg.batch / med
             res[f"{kind}_nets_per_cpu_s"] = cfg.batch / cpu if cpu > 0 else None
         res["peak_train_memory_mb"] = None if memory[r.name] is None else memory[r.name] / 2 ** 20
+        # Arithmetic of the matmuls/convolutions (torch's FlopCounterMode): with the GEMM rate of
+        # this process (run_bench's "roofline") it gives the ceiling no implementation can pass.
+        res["train_gflop"], res["forward_gflop"] = (f / 1e9 for f in flops[r.name])
         if cfg.compile:
             res["warmup_and_compile_s"] = compile_s[r.name]
         out["models"][r.name] = res
@@ -412,10 +452,12 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
         result["malloc"] = tune_malloc()
     with _threads(cfg.threads):
         result["machine_before"] = _machine()
+        result["roofline"] = gemm_rate(dtype=getattr(torch, cfg.dtype))
         result["models"] = {}
         for name in cfg.specs:
             log(f"timing models on {name} ...")
             result["models"][name] = bench_models(name, cfg, log)
+            _add_ceilings(result["models"][name], result["roofline"]["gflops"], cfg.batch)
         result["data"] = {}
         if cfg.data:
             log("timing zoo generation ...")
@@ -426,6 +468,16 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
         result["machine_after"] = _machine()
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def _add_ceilings(block: dict[str, Any], gflops: float, batch: int) -> None:
+    """Per model: nets/s if every FLOP ran at the measured GEMM rate and nothing else cost time
+    (``*_ceiling_nets_per_s``), and the fraction of that rate the timed step reached."""
+    for res in block["models"].values():
+        for kind in ("train", "forward"):
+            g = res.get(f"{kind}_gflop") or 0.0
+            res[f"{kind}_ceiling_nets_per_s"] = batch * gflops / g if g > 0 else None
+            res[f"{kind}_fraction_of_gemm_rate"] = (g * 1e3 / res[f"{kind}_ms"]) / gflops if g > 0 else None
 
 
 def _guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -439,6 +491,10 @@ def _fmt(v: Any, spec: str = ".0f") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     return format(v, spec)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -474,6 +530,24 @@ def format_report(result: dict[str, Any]) -> str:
                 f"{_fmt(r['train_ms'], '.1f'):>9s} {_fmt(r['forward_ms'], '.1f'):>8s} "
                 f"{_fmt(r['peak_train_memory_mb'], '.1f'):>8s} "
                 f"{_fmt(r['peak_train_memory_mb_vs_' + result['baseline']], '.2f'):>6s}")
+    roof = result.get("roofline")
+    if roof:
+        lines.append("")
+        lines.append(f"roofline: {roof['gemm']} GEMM at {roof['gflops']:.1f} GFLOP/s here ({roof['threads']} thread(s)); "
+                     "ceiling = nets/s if every matmul/conv FLOP ran at that rate and nothing else cost time")
+        head = (f"{'arch/model':18s} {'train GFLOP':>11s} {'ceiling n/s':>11s} {'reached':>8s} "
+                f"{'fwd GFLOP':>10s} {'ceiling n/s':>11s} {'reached':>8s}")
+        lines.append(head)
+        lines.append("-" * len(head))
+        for spec_name, block in result["models"].items():
+            for name, r in block["models"].items():
+                if r.get("train_gflop") is None:
+                    continue
+                lines.append(
+                    f"{spec_name + '/' + name:18s} {_fmt(r['train_gflop'], '.3f'):>11s} "
+                    f"{_fmt(r.get('train_ceiling_nets_per_s')):>11s} {_pct(r.get('train_fraction_of_gemm_rate')):>8s} "
+                    f"{_fmt(r['forward_gflop'], '.3f'):>10s} {_fmt(r.get('forward_ceiling_nets_per_s')):>11s} "
+                    f"{_pct(r.get('forward_fraction_of_gemm_rate')):>8s}")
     data = result.get("data") or {}
     if data:
         lines.append("")

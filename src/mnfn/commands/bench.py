@@ -11,7 +11,9 @@ HELP = "benchmark models (train step, forward, peak memory, parameters) and data
 DESCRIPTION = """Benchmark the models on the Small CNN Zoo CNN and the SIREN weight spaces (batch 32, float32):
 train step (forward, backward, Adam) and forward throughput in nets per second, CPU time, peak memory
 of a train step and parameter count, each model timed interleaved with the others in this process,
-with ratios against hnp. Also zoo generation seconds per net and SIREN fitting INRs per second.
+with ratios against hnp. Also zoo generation seconds per net and SIREN fitting INRs per second, and a
+roofline: the matmul/conv FLOPs of each model's step against the GEMM rate measured in this process,
+i.e. the nets/s that no implementation of the same model can pass here.
 
 On a busy machine wall-clock rates drop with the load; the table also gives nets per CPU-second, and
 the ratios are measured interleaved. Two torch threads on two busy cores can be many times slower
