@@ -109,3 +109,16 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown benchmark architectures"):
         run_bench(BenchConfig(specs=("resnet",), data=False))
     assert main(["bench", "--specs", "resnet", "--no-data"]) == 2
+
+
+def test_bench_gemm_script_runs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gemm.py"
+    spec = importlib.util.spec_from_file_location("bench_gemm", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = mod.run(batch=2, features=8, entries=4, repeats=1)
+    assert set(r["layouts"]) == {"bmm", "mm, channels last", "mm, transposed copy"}
+    assert all(v["gflops"] > 0 for v in r["layouts"].values()) and r["square_gemm"]["gflops"] > 0
