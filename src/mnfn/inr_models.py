@@ -43,7 +43,7 @@ from .baselines import mlp_head
 from .layers.equivariant import EquivariantLinear, fold, unfold
 from .layers.pooling import EquivariantActivation, InvariantPool
 from .layers.terms import resolve_symmetries, tensor_sites
-from .models import (MODELS, EquivariantEditor, InvariantNFN, ModelEntry, _IOEmbedding, _check_features,
+from .models import (MODELS, InvariantNFN, ModelEntry, _IOEmbedding, _check_features,
                      register_model)
 from .weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
 
@@ -73,12 +73,6 @@ def _require_sign(spec: WeightSpaceSpec, who: str) -> None:
             f"{who} is built for networks with odd activations (sin, tanh) on every hidden layer; "
             f"[{spec.describe()}] has hidden symmetries {syms}"
         )
-
-
-def _sign_only(spec: WeightSpaceSpec) -> str | None:
-    """Registry ``supports``: the hybrids need odd activations on every hidden layer."""
-    syms = spec.neuron_symmetries()[1:-1]
-    return None if all(s == Symmetry.SIGN for s in syms) else "needs odd activations (sin, tanh) on every hidden layer"
 
 
 def _sign_only(spec: WeightSpaceSpec) -> str | None:

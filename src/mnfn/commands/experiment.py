@@ -20,17 +20,8 @@ EXAMPLE = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    registry.load_tasks()
-    registry.add_task_subparsers(p, registry.EXPERIMENTS, "task")
-    p.set_defaults(_parser=p)
+    registry.add_command_arguments(p, registry.EXPERIMENTS)
 
 
 def run(args: argparse.Namespace) -> int:
-    fn = getattr(args, "_task_run", None)
-    if fn is None:
-        args._parser.print_help()
-        if registry.BROKEN:
-            print("\ntask modules that failed to import: " +
-                  "; ".join(f"{k}: {v}" for k, v in registry.BROKEN.items()))
-        return 0
-    return int(fn(args) or 0)
+    return registry.run_command(args)

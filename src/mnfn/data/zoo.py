@@ -50,7 +50,6 @@ from ..io import DataFormatError, atomic_open, atomic_path, load_npz, read_json,
 from ..weightspace import (
     ACTIVATIONS,
     LayerSpec,
-    Symmetry,
     WeightSpaceError,
     WeightSpaceFeatures,
     WeightSpaceSpec,

@@ -170,7 +170,6 @@ def plan_term(term: Term, sites: Sequence[TensorSite], c_in: int, c_out: int) ->
     t = sites[term.target]
     letters = iter(string.ascii_letters.replace("b", "").replace("o", "").replace("i", ""))
     modes = dict(term.modes)
-    t_pos = {a.layer: n for n, a in enumerate(t.axes)}
     c_out_k = c_out * t.kernel_size
     if term.source is None:
         # Constant: parameter over fixed target axes, broadcast over permuted ones.

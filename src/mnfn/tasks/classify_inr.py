@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,10 +31,11 @@ from torch import nn
 from ..data.inr import InrDataset, read_meta
 from ..groups import sample_element
 from ..inr_models import INR_CLASSIFIERS, TensorScale, add_feature_norm, tensor_rms
-from ..io import read_json, write_json
+from ..io import write_json
 from ..models import MODELS, build_model, claimed_symmetries, count_parameters
-from ..weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, siren_spec
+from ..weightspace import Symmetry, WeightSpaceError, siren_spec
 from .config import add_config_arguments, config_digest, load_config
+from .grid import add_grid_arguments, markdown_table, mean_std, plan_grid, run_grid, summarize_runs
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
 
@@ -226,103 +224,6 @@ def train_classifier(inrs: str | Path, model_name: str, cfg: Mapping[str, Any], 
 
 # --- grids, summaries, tables (shared with edit_inr) -------------------------------------------
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
-
-
-def run_grid(out: str | Path, sets: Sequence[str | Path], models: Sequence[str], seeds: Sequence[int],
-             run_one: Callable[[str | Path, str, int, Path], dict[str, Any]], digest: str,
-             log: Callable[[str], None] = print, report_only: bool = False) -> list[dict[str, Any]]:
-    """Run ``run_one(inrs, model, seed, run_dir)`` for every combination; a run whose
-    ``metrics.json`` exists with the same config digest and is complete is read, not rerun.
-    ``report_only``: train nothing, return the finished runs only (a grid still in progress)."""
-    out = Path(out)
-    results = []
-    total = len(sets) * len(models) * len(seeds)
-    k = 0
-    for inrs in sets:
-        tag = Path(inrs).name
-        for name in models:
-            for seed in seeds:
-                k += 1
-                run_dir = out / tag / name / f"seed{seed}"
-                done = run_dir / "metrics.json"
-                if done.is_file():
-                    prev = read_json(done)
-                    if prev.get("grid_digest") == digest and prev.get("completed"):
-                        log(f"[{k}/{total}] {tag} {name} seed {seed}: done before")
-                        results.append(prev)
-                        continue
-                if report_only:
-                    log(f"[{k}/{total}] {tag} {name} seed {seed}: not finished, left out (--report-only)")
-                    continue
-                log(f"[{k}/{total}] {tag} {name} seed {seed} ...")
-                r = run_one(inrs, name, seed, run_dir)
-                r["grid_digest"] = digest
-                r["set"] = tag
-                write_json(done, r)
-                results.append(r)
-    return results
-
-
-def summarize_runs(runs: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """One row per (set, model): mean, std and count of ``metric`` over seeds."""
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault((r["set"], r["model"]), []).append(r)
-    rows = []
-    for (s, m), rs in groups.items():
-        mu, sd = mean_std([r[metric] for r in rs])
-        rows.append({"set": s, "model": m, "metric": metric, "mean": mu, "std": sd, "n": len(rs),
-                     "seeds": [r["seed"] for r in rs], "n_train": rs[0]["n_train"], "n_val": rs[0]["n_val"],
-                     "n_test": rs[0]["n_test"], "params": rs[0]["params"], "claims": rs[0].get("claims"),
-                     "dataset": rs[0].get("dataset"), "epochs": rs[0].get("epochs"),
-                     "seconds_mean": float(np.mean([r.get("seconds", float("nan")) for r in rs]))})
-    return rows
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], scale: float = 1.0, digits: int = 2,
-                   metric_label: str = "test accuracy (%)", extra: Mapping[str, Mapping[str, str]] | None = None,
-                   ) -> str:
-    """Models as rows, INR sets as columns: ``mean +- std (n seeds)``, then a line per set with its sizes."""
-    sets = list(dict.fromkeys(r["set"] for r in rows))
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    cell = {(r["set"], r["model"]): r for r in rows}
-    lines = [f"| model | symmetry claimed | params | " + " | ".join(f"{s}: {metric_label}" for s in sets) + " |",
-             "|---|---|---|" + "---|" * len(sets)]
-    for m in models:
-        any_r = next(cell[(s, m)] for s in sets if (s, m) in cell)
-        vals = []
-        for s in sets:
-            r = cell.get((s, m))
-            if r is None:
-                vals.append("-")
-            elif r["n"] == 0:  # a reference value, not trained (e.g. the unedited SIRENs)
-                vals.append(f"{r['mean'] * scale:.{digits}f}")
-            else:
-                v = f"{r['mean'] * scale:.{digits}f} +- {r['std'] * scale:.{digits}f} ({r['n']})"
-                if extra and m in extra and s in extra[m]:
-                    v += f" {extra[m][s]}"
-                vals.append(v)
-        lines.append(f"| {m} | {any_r.get('claims') or '-'} | {any_r['params']:,} | " + " | ".join(vals) + " |")
-    lines.append("")
-    for s in sets:
-        r = next(cell[(s, m)] for m in models if (s, m) in cell)
-        lines.append(f"- `{s}` ({r.get('dataset')}): {r['n_train']} train / {r['n_val']} val / {r['n_test']} test "
-                     f"INRs, {r.get('epochs')} epochs; cells: mean +- std over seeds (number of seeds)")
-    return "\n".join(lines) + "\n"
-
-
-def _csv_list(text: str | None, cast: Callable[[str], Any] = str) -> list[Any] | None:
-    if text is None:
-        return None
-    return [cast(x.strip()) for x in text.split(",") if x.strip()]
-
-
 # --- commands ----------------------------------------------------------------------------------
 
 def _load_cfg(args: argparse.Namespace) -> dict[str, Any]:
@@ -352,47 +253,30 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_experiment_args(p: argparse.ArgumentParser, what: str = "classifier") -> None:
-    p.add_argument("--inrs", action="append", required=True,
-                   help="INR set folder; repeat for several sets (columns of the table)")
-    p.add_argument("--models", default=None, help=f"comma-separated {what} names (default: the config's experiment.models)")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's experiment.seeds)")
-    p.add_argument("--out", default=None, help=f"experiment folder (default runs/experiments/{TASK})")
-    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)")
-    p.add_argument("--progress", action="store_true", help="progress bars per run")
-    p.add_argument("--report-only", action="store_true",
-                   help="train nothing: tables from the runs finished so far (e.g. while the grid runs)")
-    add_config_arguments(p)
+def add_experiment_args(p: argparse.ArgumentParser) -> None:
+    add_grid_arguments(p, "classifier", f"runs/experiments/{TASK}")
 
 
 def run_experiment(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     cfg = _load_cfg(args)
-    models = _csv_list(args.models) or list(cfg["experiment"]["models"])
-    seeds = _csv_list(args.seeds, int) or [int(s) for s in cfg["experiment"]["seeds"]]
-    for m in models:
-        if m not in MODELS:
-            raise WeightSpaceError(f"unknown model {m!r}; registered: {', '.join(MODELS)}")
-    out = Path(args.out or Path("runs") / "experiments" / TASK)
-    digest = config_digest({k: v for k, v in cfg.items() if k != "experiment"})
+    plan = plan_grid(args, cfg, Path("runs") / "experiments" / TASK)
 
     def run_one(inrs, name, seed, run_dir):
         return train_classifier(inrs, name, cfg, seed=seed, out_dir=run_dir, device=args.device,
                                 progress=args.progress)
 
-    runs = run_grid(out, args.inrs, models, seeds, run_one, digest, report_only=args.report_only)
+    runs = run_grid(plan.out, args.inrs, plan.models, plan.seeds, run_one, plan.digest, report_only=args.report_only)
     if not runs:
-        raise ValueError(f"{out}: no finished runs of this grid yet")
+        raise ValueError(f"{plan.out}: no finished runs of this grid yet")
     refresh_claims(runs)
     rows = summarize_runs(runs, "test_accuracy")
     table = markdown_table(rows, scale=100.0, metric_label="test accuracy (%)")
-    write_json(out / "results.json", {"task": TASK, "config": cfg, "models": models, "seeds": seeds,
-                                      "sets": [str(s) for s in args.inrs], "summary": rows, "runs": runs})
-    (out / "results.md").write_text(f"# {TASK}\n\n{table}")
+    write_json(plan.out / "results.json", {"task": TASK, "config": cfg, "models": plan.models, "seeds": plan.seeds,
+                                           "sets": [str(s) for s in args.inrs], "summary": rows, "runs": runs})
+    (plan.out / "results.md").write_text(f"# {TASK}\n\n{table}")
     print(table)
-    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    print(f"wrote {plan.out / 'results.json'} and {plan.out / 'results.md'}")
     return 0
 
 

@@ -34,9 +34,9 @@ from ..data.inr import images_to_targets, make_coords
 from ..inr_models import INR_EDITORS, tensor_rms
 from ..io import load_npz, save_npz, write_json
 from ..models import MODELS, count_parameters
-from ..weightspace import WeightSpaceError, WeightSpaceFeatures, functional_forward
-from .classify_inr import (_csv_list, build_inr_model, describe_claims, load_splits, markdown_table, model_config,
-                           n_train, refresh_claims, run_grid, summarize_runs)
+from ..weightspace import WeightSpaceFeatures, functional_forward
+from .classify_inr import build_inr_model, describe_claims, load_splits, model_config, n_train, refresh_claims
+from .grid import add_grid_arguments, markdown_table, plan_grid, run_grid, summarize_runs
 from .config import add_config_arguments, config_digest, load_config
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
@@ -297,37 +297,22 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--inrs", action="append", required=True, help="INR set folder; repeat for several sets")
+    add_grid_arguments(p, "editor", f"runs/experiments/{TASK}-EDIT")
     p.add_argument("--edit", required=True, choices=sorted(EDITS))
-    p.add_argument("--models", default=None, help="comma-separated editor names (default: the config's experiment.models)")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's experiment.seeds)")
-    p.add_argument("--out", default=None, help=f"experiment folder (default runs/experiments/{TASK}-EDIT)")
-    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)")
     p.add_argument("--data-root", default=None, help="image data folder (default: MNFN_DATA or ~/.cache/mnfn/data)")
-    p.add_argument("--progress", action="store_true", help="progress bars per run")
-    p.add_argument("--report-only", action="store_true",
-                   help="train nothing: tables from the runs finished so far (e.g. while the grid runs)")
-    add_config_arguments(p)
 
 
 def run_experiment(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     cfg = _load_cfg(args)
-    models = _csv_list(args.models) or list(cfg["experiment"]["models"])
-    seeds = _csv_list(args.seeds, int) or [int(s) for s in cfg["experiment"]["seeds"]]
-    for m in models:
-        if m not in MODELS:
-            raise WeightSpaceError(f"unknown model {m!r}; registered: {', '.join(MODELS)}")
-    out = Path(args.out or Path("runs") / "experiments" / f"{TASK}-{args.edit}")
-    digest = config_digest({"edit": args.edit, **{k: v for k, v in cfg.items() if k != "experiment"}})
+    plan = plan_grid(args, cfg, Path("runs") / "experiments" / f"{TASK}-{args.edit}", digest_extra={"edit": args.edit})
+    out, models, seeds = plan.out, plan.models, plan.seeds
 
     def run_one(inrs, name, seed, run_dir):
         return train_editor(inrs, args.edit, name, cfg, seed=seed, out_dir=run_dir, device=args.device,
                             progress=args.progress, data_root=args.data_root)
 
-    runs = run_grid(out, args.inrs, models, seeds, run_one, digest, report_only=args.report_only)
+    runs = run_grid(out, args.inrs, models, seeds, run_one, plan.digest, report_only=args.report_only)
     if not runs:
         raise ValueError(f"{out}: no finished runs of this grid yet")
     refresh_claims(runs)

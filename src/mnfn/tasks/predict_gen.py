@@ -29,7 +29,6 @@ range, log x-axis, one line per model).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import textwrap
 import time
@@ -39,14 +38,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import distributed as D
 from ..groups import ScaleDist, sample_element
 from ..io import read_json, write_json
 from ..models import MODELS, build_model, count_parameters
 from ..weightspace import Symmetry, WeightSpaceFeatures, WeightSpaceSpec
-from .config import ConfigError, add_config_arguments, config_digest, dump_config, load_config
+from .config import ConfigError, add_config_arguments, config_digest, load_config
 from .metrics import compute_metrics
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything

@@ -44,7 +44,7 @@ EXPERIMENTS: dict[str, TaskEntry] = {}
 BROKEN: dict[str, str] = {}
 
 # Infrastructure modules of the package: no tasks in them.
-_SKIP = {"registry", "train", "metrics", "config"}
+_SKIP = {"registry", "train", "metrics", "config", "grid"}
 _loaded = False
 
 
@@ -96,3 +96,21 @@ def add_task_subparsers(parser: argparse.ArgumentParser, table: dict[str, TaskEn
                            epilog=entry.example, formatter_class=argparse.RawDescriptionHelpFormatter)
         entry.add_arguments(p)
         p.set_defaults(_task_run=entry.run)
+
+
+def add_command_arguments(parser: argparse.ArgumentParser, table: dict[str, TaskEntry]) -> None:
+    """``mnfn train`` / ``mnfn experiment``: load the tasks, one subcommand per task in ``table``."""
+    load_tasks()
+    add_task_subparsers(parser, table, "task")
+    parser.set_defaults(_parser=parser)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the chosen task; without one, print the help (and any task module that failed to import)."""
+    fn = getattr(args, "_task_run", None)
+    if fn is None:
+        args._parser.print_help()
+        if BROKEN:
+            print("\ntask modules that failed to import: " + "; ".join(f"{k}: {v}" for k, v in BROKEN.items()))
+        return 0
+    return int(fn(args) or 0)

@@ -34,14 +34,13 @@ Checkpoints hold tensors and plain containers only and load with ``torch.load(we
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch

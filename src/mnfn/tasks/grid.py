@@ -1,0 +1,161 @@
+"""Grids of training runs over INR sets x models x seeds, shared by ``mnfn experiment classify-inr``
+and ``mnfn experiment edit-inr``: the common command-line arguments, resumable execution (a run
+whose ``metrics.json`` carries this grid's config digest is read, not rerun), and the
+``mean +- std over seeds`` summary and markdown table."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..io import read_json, write_json
+from ..models import MODELS
+from ..weightspace import WeightSpaceError
+from .config import add_config_arguments, config_digest
+
+__all__ = ["mean_std", "run_grid", "summarize_runs", "markdown_table", "csv_list", "add_grid_arguments",
+           "GridPlan", "plan_grid"]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def run_grid(out: str | Path, sets: Sequence[str | Path], models: Sequence[str], seeds: Sequence[int],
+             run_one: Callable[[str | Path, str, int, Path], dict[str, Any]], digest: str,
+             log: Callable[[str], None] = print, report_only: bool = False) -> list[dict[str, Any]]:
+    """Run ``run_one(inrs, model, seed, run_dir)`` for every combination; a run whose
+    ``metrics.json`` exists with the same config digest and is complete is read, not rerun.
+    ``report_only``: train nothing, return the finished runs only (a grid still in progress)."""
+    out = Path(out)
+    results = []
+    total = len(sets) * len(models) * len(seeds)
+    k = 0
+    for inrs in sets:
+        tag = Path(inrs).name
+        for name in models:
+            for seed in seeds:
+                k += 1
+                run_dir = out / tag / name / f"seed{seed}"
+                done = run_dir / "metrics.json"
+                if done.is_file():
+                    prev = read_json(done)
+                    if prev.get("grid_digest") == digest and prev.get("completed"):
+                        log(f"[{k}/{total}] {tag} {name} seed {seed}: done before")
+                        results.append(prev)
+                        continue
+                if report_only:
+                    log(f"[{k}/{total}] {tag} {name} seed {seed}: not finished, left out (--report-only)")
+                    continue
+                log(f"[{k}/{total}] {tag} {name} seed {seed} ...")
+                r = run_one(inrs, name, seed, run_dir)
+                r["grid_digest"] = digest
+                r["set"] = tag
+                write_json(done, r)
+                results.append(r)
+    return results
+
+
+def summarize_runs(runs: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """One row per (set, model): mean, std and count of ``metric`` over seeds."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["set"], r["model"]), []).append(r)
+    rows = []
+    for (s, m), rs in groups.items():
+        mu, sd = mean_std([r[metric] for r in rs])
+        rows.append({"set": s, "model": m, "metric": metric, "mean": mu, "std": sd, "n": len(rs),
+                     "seeds": [r["seed"] for r in rs], "n_train": rs[0]["n_train"], "n_val": rs[0]["n_val"],
+                     "n_test": rs[0]["n_test"], "params": rs[0]["params"], "claims": rs[0].get("claims"),
+                     "dataset": rs[0].get("dataset"), "epochs": rs[0].get("epochs"),
+                     "seconds_mean": float(np.mean([r.get("seconds", float("nan")) for r in rs]))})
+    return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], scale: float = 1.0, digits: int = 2,
+                   metric_label: str = "test accuracy (%)", extra: Mapping[str, Mapping[str, str]] | None = None,
+                   ) -> str:
+    """Models as rows, INR sets as columns: ``mean +- std (n seeds)``, then a line per set with its sizes."""
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    cell = {(r["set"], r["model"]): r for r in rows}
+    lines = ["| model | symmetry claimed | params | " + " | ".join(f"{s}: {metric_label}" for s in sets) + " |",
+             "|---|---|---|" + "---|" * len(sets)]
+    for m in models:
+        any_r = next(cell[(s, m)] for s in sets if (s, m) in cell)
+        vals = []
+        for s in sets:
+            r = cell.get((s, m))
+            if r is None:
+                vals.append("-")
+            elif r["n"] == 0:  # a reference value, not trained (e.g. the unedited SIRENs)
+                vals.append(f"{r['mean'] * scale:.{digits}f}")
+            else:
+                v = f"{r['mean'] * scale:.{digits}f} +- {r['std'] * scale:.{digits}f} ({r['n']})"
+                if extra and m in extra and s in extra[m]:
+                    v += f" {extra[m][s]}"
+                vals.append(v)
+        lines.append(f"| {m} | {any_r.get('claims') or '-'} | {any_r['params']:,} | " + " | ".join(vals) + " |")
+    lines.append("")
+    for s in sets:
+        r = next(cell[(s, m)] for m in models if (s, m) in cell)
+        lines.append(f"- `{s}` ({r.get('dataset')}): {r['n_train']} train / {r['n_val']} val / {r['n_test']} test "
+                     f"INRs, {r.get('epochs')} epochs; cells: mean +- std over seeds (number of seeds)")
+    return "\n".join(lines) + "\n"
+
+
+def csv_list(text: str | None, cast: Callable[[str], Any] = str) -> list[Any] | None:
+    """``"a, b"`` -> ``[cast("a"), cast("b")]``; ``None`` stays ``None`` (use the config's list)."""
+    if text is None:
+        return None
+    return [cast(x.strip()) for x in text.split(",") if x.strip()]
+
+
+def add_grid_arguments(p: argparse.ArgumentParser, what: str, default_out: str) -> None:
+    """The arguments every INR experiment grid takes (a task adds its own, e.g. ``--edit``)."""
+    p.add_argument("--inrs", action="append", required=True,
+                   help="INR set folder; repeat for several sets (columns of the table)")
+    p.add_argument("--models", default=None, help=f"comma-separated {what} names (default: the config's experiment.models)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's experiment.seeds)")
+    p.add_argument("--out", default=None, help=f"experiment folder (default {default_out})")
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)")
+    p.add_argument("--progress", action="store_true", help="progress bars per run")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: tables from the runs finished so far (e.g. while the grid runs)")
+    add_config_arguments(p)
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """What a grid runs: models x seeds over ``args.inrs``, into ``out``, under config ``digest``."""
+
+    models: list[str]
+    seeds: list[int]
+    out: Path
+    digest: str
+
+
+def plan_grid(args: argparse.Namespace, cfg: Mapping[str, Any], default_out: str | Path,
+              digest_extra: Mapping[str, Any] | None = None) -> GridPlan:
+    """Models and seeds from the command line or the config's ``experiment`` section (unknown model
+    names are an error before anything trains), the output folder, and the config digest that
+    decides which finished runs can be reused (``experiment`` itself is left out of it, so adding
+    a model or a seed reuses every finished run)."""
+    models = csv_list(args.models) or list(cfg["experiment"]["models"])
+    seeds = csv_list(args.seeds, int) or [int(s) for s in cfg["experiment"]["seeds"]]
+    for m in models:
+        if m not in MODELS:
+            raise WeightSpaceError(f"unknown model {m!r}; registered: {', '.join(MODELS)}")
+    digest = config_digest({**(digest_extra or {}), **{k: v for k, v in cfg.items() if k != "experiment"}})
+    return GridPlan(models, seeds, Path(args.out or default_out), digest)
