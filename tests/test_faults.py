@@ -314,6 +314,37 @@ def test_zoo_fault(zoo, tmp_path, name, mutate, reader, cli, needles):
         fu.assert_cli_error(_pg_argv(d, tmp_path / "run"), *needles)
 
 
+def test_zoo_nonfinite_rows_dropped_with_a_count(zoo, tmp_path):
+    """``nonfinite="drop"`` (config ``nonfinite_checkpoints=drop``): diverged checkpoints are left out
+    after splitting, counted, and every other checkpoint stays in the split it was in."""
+    d = _copy(zoo, tmp_path / "zoo")
+    w = _weights(d)
+    w[::5, 7] = np.nan  # some rows' weights
+    _save_weights(d, w)
+    fu.set_metric(d / "metrics.csv.gz", "test_accuracy", 1, "nan")  # one row's target
+    bad = {r for r in range(0, len(w), 5)} | {1}
+    total = 0
+    for split in ("train", "test"):  # (this tiny zoo has no ReLU net in "val")
+        clean = ZooDataset(zoo, activation="relu", split=split)
+        with pytest.warns(UserWarning, match="left out"):
+            ds = ZooDataset(d, activation="relu", split=split, nonfinite="drop")
+        assert list(ds.rows) == [r for r in clean.rows if r not in bad]
+        assert ds.dropped_nonfinite == sum(r in bad for r in clean.rows)
+        assert torch.isfinite(ds.features.flatten()).all() and torch.isfinite(ds.targets).all()
+        total += ds.dropped_nonfinite
+    assert total > 0
+    with pytest.raises(ValueError, match="nonfinite must be"):
+        ZooDataset(d, activation="relu", nonfinite="ignore")
+    out = tmp_path / "run"
+    rc, _, err = fu.run_cli(_pg_argv(d, out, "--set", "nonfinite_checkpoints=drop", "--set", "steps=all"))
+    assert rc == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    with pytest.warns(UserWarning):
+        expect = {k: ZooDataset(d, activation="relu", split=k, seed=4, nonfinite="drop").dropped_nonfinite
+                  for k in ("train", "val", "test")}  # the CLI run's split_seed=4
+    assert m["dropped_nonfinite"] == expect and sum(expect.values()) > 0
+
+
 def test_zoo_info_on_empty_zoo(zoo, tmp_path):
     d = _copy(zoo, tmp_path / "zoo")
     _empty_zoo(d)

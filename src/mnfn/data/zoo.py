@@ -36,6 +36,7 @@ import os
 import random
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -1080,13 +1081,20 @@ class ZooDataset:
     ``steps``: ``None`` all checkpoints, ``"final"`` each zoo's last step (86 in the public zoo),
     an int or a sequence of ints. Features need one activation (a spec has one): a dataset that
     still mixes activations refuses ``features``/``batches`` until filtered.
+
+    ``nonfinite``: what to do with checkpoints whose weights or test accuracy hold NaN/Inf
+    (diverged nets). ``"error"`` (default) refuses the zoo, naming the rows; ``"drop"`` leaves
+    them out of this split *after* splitting, so every net stays in the split it would be in
+    anyway, and counts them in ``self.dropped_nonfinite`` (with a warning).
     """
 
     def __init__(self, root: str | os.PathLike, activation: str | None = None,
                  steps: int | Sequence[int] | str | None = None, split: str = "train",
                  split_file: str | os.PathLike | None = None, val_fraction: float = 0.2, seed: int = 0,
                  augment: Augment | None = None, dtype: torch.dtype = torch.float32,
-                 stride: int = 2, padding: int = 1) -> None:
+                 stride: int = 2, padding: int = 1, nonfinite: str = "error") -> None:
+        if nonfinite not in ("error", "drop"):
+            raise ValueError(f"nonfinite must be 'error' or 'drop', got {nonfinite!r}")
         zoo = read_zoo(root, mmap=True)
         self.root = Path(root)
         self.split = split
@@ -1104,7 +1112,8 @@ class ZooDataset:
             net_order = np.random.default_rng(seed).permutation(len(uniq))
             pos = {uniq[j]: r for r, j in enumerate(net_order)}
             order = np.array(sorted(range(R), key=lambda r: (pos[str(names[r])], r)), dtype=np.int64)
-        self._refuse_nonfinite(zoo, order)
+        if nonfinite == "error":
+            self._refuse_nonfinite(zoo, order)
         step_col = m["step"]
         if steps is None:
             keep = np.ones(R, dtype=bool)
@@ -1126,6 +1135,14 @@ class ZooDataset:
         acts = m["config.activation"].astype(str)
         if activation is not None:
             rows = rows[acts[rows] == activation]
+        self.dropped_nonfinite = 0
+        if nonfinite == "drop" and len(rows):
+            ok = self._finite_rows(zoo, rows)
+            self.dropped_nonfinite = int((~ok).sum())
+            if self.dropped_nonfinite:
+                warnings.warn(f"{self.root}: split {split!r}: left out {self.dropped_nonfinite} of {len(rows)} "
+                              "checkpoints with NaN/Inf weights or test accuracy", stacklevel=2)
+            rows = rows[ok]
         if len(rows) == 0:
             have = sorted(set(acts.tolist()))
             have_steps = sorted(set(np.asarray(step_col).tolist()))[:20]
@@ -1147,6 +1164,16 @@ class ZooDataset:
         self._features: WeightSpaceFeatures | None = None
         self._gen = torch.Generator().manual_seed(augment.seed if augment is not None else seed)
 
+    @staticmethod
+    def _finite_rows(zoo: Zoo, rows: np.ndarray, block: int = 4096) -> np.ndarray:
+        """Mask over ``rows``: weights and test accuracy all finite (read in blocks: the weights may
+        be a memory map of a large zoo)."""
+        ok = np.isfinite(np.asarray(zoo.metrics["test_accuracy"], dtype=np.float64)[rows])
+        for s in range(0, len(rows), block):
+            ok[s:s + block] &= np.isfinite(np.asarray(zoo.weights[np.sort(rows[s:s + block])])).all(axis=1)[
+                np.argsort(np.argsort(rows[s:s + block]))]
+        return ok
+
     def _refuse_nonfinite(self, zoo: Zoo, order: np.ndarray, block: int = 4096) -> None:
         """Refuse non-finite weights or test accuracies in the rows the dataset draws from (all of the
         zoo's, or the split file's, before the step/split/activation filters): they would reach training."""
@@ -1161,11 +1188,12 @@ class ZooDataset:
             bad[s:s + block] = ~np.isfinite(np.asarray(zoo.weights[cand[s:s + block]])).all(axis=1)
         if bad.any():
             raise DataFormatError(f"{self.root / 'weights.npy'}: {int(bad.sum())} of {len(cand)} rows hold NaN/Inf "
-                                  f"weights (first: {where(bad)})")
+                                  f"weights (first: {where(bad)}); nonfinite='drop' leaves such rows out")
         bad = ~np.isfinite(np.asarray(m["test_accuracy"], dtype=np.float64)[cand])
         if bad.any():
             raise DataFormatError(f"{self.root / 'metrics.csv.gz'}: {int(bad.sum())} of {len(cand)} rows have a "
-                                  f"non-finite test_accuracy (first: {where(bad)})")
+                                  f"non-finite test_accuracy (first: {where(bad)}); nonfinite='drop' leaves such "
+                                  "rows out")
 
     # -- basics ----------------------------------------------------------------------------------
     def __len__(self) -> int:

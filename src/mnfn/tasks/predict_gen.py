@@ -76,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
     "test_permute": True,         # transformed test copies are also permuted
     "test_seed": 12345,
     "on_nonfinite": "raise",      # raise | skip (steps with NaN/Inf loss or gradients)
+    "nonfinite_checkpoints": "error",  # error | drop: zoo checkpoints with NaN/Inf weights or accuracy
     # Per-model settings; a model left out (or {}) gets its registry defaults, which are the
     # published configurations (HNP/NP/canon-hnp: NFN's 1000x1000 head; StatNN: 1000x1000).
     "models": {
@@ -160,7 +161,8 @@ def load_zoo_splits(zoo: str | Path, activation: str, cfg: Mapping[str, Any]) ->
     out = {}
     for split in ("train", "val", "test"):
         out[split] = ZooDataset(zoo, activation=activation, steps=_steps(cfg["steps"]), split=split,
-                                val_fraction=cfg["val_fraction"], seed=cfg["split_seed"])
+                                val_fraction=cfg["val_fraction"], seed=cfg["split_seed"],
+                                nonfinite=cfg["nonfinite_checkpoints"])
     return out
 
 
@@ -250,6 +252,7 @@ def train_predict_gen(zoo: str | Path, model: str, activation: str, cfg: Mapping
         "task": TASK, "zoo": str(zoo), "model": model, "activation": activation,
         "train_augment": train_augment or "none", "seed": seed, "config_digest": config_digest(run_cfg),
         "params": count_parameters(net), "num_train": len(train), "num_val": len(val), "num_test": len(test_ds),
+        "dropped_nonfinite": {k: int(getattr(d, "dropped_nonfinite", 0)) for k, d in splits.items()},
         "epochs": fit.epochs, "epochs_done": fit.epochs_done, "complete": fit.completed,
         "best_epoch": fit.best_epoch, "best_val": {k: v for k, v in fit.best_metrics.items() if k.startswith("val_")},
     }
