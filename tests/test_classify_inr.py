@@ -83,6 +83,7 @@ def test_experiment_grid_table_and_resume(digit_inrs, tiny_config, tmp_path, cap
     assert len(res["runs"]) == 4 and {r["model"] for r in res["summary"]} == {"monomial-inr", "hybrid-inr"}
     md = (out / "results.md").read_text()
     assert "| monomial-inr | signs x perms |" in md and "14 train / 6 val / 20 test INRs" in md and "+-" in md
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     capsys.readouterr()
     assert main(args) == 0  # every cell done: read back, not retrained
     assert capsys.readouterr().out.count("done before") == 4

@@ -115,5 +115,6 @@ def test_experiment_grid_png_and_table(digit_inrs, tiny_config, tmp_path):
     assert {r["model"] for r in res["runs"]} == {"monomial-editor", "hybrid-editor", "mlp-editor"}
     md = (out / "results.md").read_text()
     assert "| unedited (Delta = 0) |" in md and "| hybrid-editor | perms |" in md and "| mlp-editor | none |" in md
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     png = out / f"samples-{digit_inrs.name}.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -36,7 +36,7 @@ from ..io import load_npz, save_npz, write_json
 from ..models import MODELS, count_parameters
 from ..weightspace import WeightSpaceFeatures, functional_forward
 from .classify_inr import build_inr_model, describe_claims, load_splits, model_config, n_train, refresh_claims
-from .grid import add_grid_arguments, markdown_table, plan_grid, run_grid, summarize_runs
+from .grid import add_grid_arguments, markdown_table, plan_grid, run_grid, save_bar_chart, summarize_runs
 from .config import add_config_arguments, config_digest, load_config
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
@@ -328,6 +328,8 @@ def run_experiment(args: argparse.Namespace) -> int:
                                       "seeds": seeds, "sets": [str(s) for s in args.inrs], "summary": rows,
                                       "runs": runs, "mse_scale": "pixels on [-1, 1]"})
     (out / "results.md").write_text(f"# {TASK} ({args.edit})\n\n{table}\nMSE on the SIRENs' [-1, 1] pixel scale.\n")
+    save_bar_chart(out / "results.png", rows, f"test MSE ({args.edit})",
+                   title=f"INR editing ({args.edit}), mean +- std over seeds")
     # Sample grid per set: original render / target / each editor's edit (first seed).
     for inrs in args.inrs:
         tag = Path(inrs).name
@@ -344,7 +346,7 @@ def run_experiment(args: argparse.Namespace) -> int:
             save_sample_grid(out / f"samples-{tag}.png", grid_rows)
             print(f"wrote {out / f'samples-{tag}.png'}")
     print(table)
-    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'results.png'}")
     return 0
 
 

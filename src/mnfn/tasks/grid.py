@@ -13,13 +13,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..io import read_json, write_json
+from ..io import atomic_path, read_json, write_json
 from ..models import MODELS
 from ..weightspace import WeightSpaceError
 from .config import add_config_arguments, config_digest
 
 __all__ = ["mean_std", "run_grid", "summarize_runs", "markdown_table", "csv_list", "add_grid_arguments",
-           "GridPlan", "plan_grid"]
+           "GridPlan", "plan_grid", "save_bar_chart"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -159,3 +159,45 @@ def plan_grid(args: argparse.Namespace, cfg: Mapping[str, Any], default_out: str
             raise WeightSpaceError(f"unknown model {m!r}; registered: {', '.join(MODELS)}")
     digest = config_digest({**(digest_extra or {}), **{k: v for k, v in cfg.items() if k != "experiment"}})
     return GridPlan(models, seeds, Path(args.out or default_out), digest)
+
+
+def save_bar_chart(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_label: str, scale: float = 1.0,
+                   title: str | None = None) -> None:
+    """A PNG of grouped bars: one group per INR set, one bar per model (mean, error bar = std over
+    seeds); reference rows (``n == 0``, e.g. the unedited SIRENs) are drawn as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows if r["n"] > 0))
+    cell = {(r["set"], r["model"]): r for r in rows}
+    width = 0.8 / max(len(models), 1)
+    fig, ax = plt.subplots(figsize=(max(5.5, 2.6 + 0.5 * len(sets) * len(models)), 3.2))
+    for k, m in enumerate(models):
+        xs, ys, es = [], [], []
+        for i, s in enumerate(sets):
+            r = cell.get((s, m))
+            if r is not None:
+                xs.append(i - 0.4 + (k + 0.5) * width)
+                ys.append(r["mean"] * scale)
+                es.append(r["std"] * scale)
+        ax.bar(xs, ys, width, yerr=es, capsize=2, label=m)
+    for i, s in enumerate(sets):
+        for r in rows:
+            if r["set"] == s and r["n"] == 0:
+                ax.hlines(r["mean"] * scale, i - 0.45, i + 0.45, colors="k", linestyles="--", linewidth=1)
+                ax.annotate(r["model"], (i + 0.45, r["mean"] * scale), fontsize=6, ha="right", va="bottom")
+    ax.set_xticks(range(len(sets)))
+    ax.set_xticklabels(sets, fontsize=8)
+    ax.set_ylabel(metric_label)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars stay visible
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
