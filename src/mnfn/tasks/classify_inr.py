@@ -35,7 +35,7 @@ from ..io import write_json
 from ..models import MODELS, build_model, claimed_symmetries, count_parameters
 from ..weightspace import Symmetry, WeightSpaceError, siren_spec
 from .config import add_config_arguments, config_digest, load_config
-from .grid import add_grid_arguments, markdown_table, mean_std, plan_grid, run_grid, save_bar_chart, summarize_runs
+from .grid import add_grid_arguments, markdown_table, mean_std, plan_grid, run_grid, summarize_runs, write_reports
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
 
@@ -271,12 +271,11 @@ def run_experiment(args: argparse.Namespace) -> int:
         raise ValueError(f"{plan.out}: no finished runs of this grid yet")
     refresh_claims(runs)
     rows = summarize_runs(runs, "test_accuracy")
-    table = markdown_table(rows, scale=100.0, metric_label="test accuracy (%)")
-    write_json(plan.out / "results.json", {"task": TASK, "config": cfg, "models": plan.models, "seeds": plan.seeds,
-                                           "sets": [str(s) for s in args.inrs], "summary": rows, "runs": runs})
-    (plan.out / "results.md").write_text(f"# {TASK}\n\n{table}")
-    save_bar_chart(plan.out / "results.png", rows, "test accuracy (%)", scale=100.0,
-                   title="INR classification: mean +- std over seeds")
+    table = write_reports(plan.out, TASK, rows, {"task": TASK, "config": cfg, "models": plan.models,
+                                                 "seeds": plan.seeds, "sets": [str(s) for s in args.inrs],
+                                                 "runs": runs},
+                          metric_label="test accuracy (%)", scale=100.0,
+                          plot_title="INR classification: mean +- std over seeds")
     print(table)
     print(f"wrote {plan.out / 'results.json'}, {plan.out / 'results.md'} and {plan.out / 'results.png'}")
     return 0

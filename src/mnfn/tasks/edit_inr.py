@@ -36,7 +36,7 @@ from ..io import load_npz, save_npz, write_json
 from ..models import MODELS, count_parameters
 from ..weightspace import WeightSpaceFeatures, functional_forward
 from .classify_inr import build_inr_model, describe_claims, load_splits, model_config, n_train, refresh_claims
-from .grid import add_grid_arguments, markdown_table, plan_grid, run_grid, save_bar_chart, summarize_runs
+from .grid import add_grid_arguments, plan_grid, run_grid, summarize_runs, write_reports
 from .config import add_config_arguments, config_digest, load_config
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
@@ -323,13 +323,12 @@ def run_experiment(args: argparse.Namespace) -> int:
         rows.append({**{k: v for k, v in next(x for x in rows if x["set"] == s).items()},
                      "model": "unedited (Delta = 0)", "mean": r0["test_mse_unedited"], "std": 0.0, "n": 0,
                      "params": 0, "claims": "-"})
-    table = markdown_table(rows, scale=1.0, digits=4, metric_label=f"test MSE ({args.edit})")
-    write_json(out / "results.json", {"task": TASK, "edit": args.edit, "config": cfg, "models": models,
-                                      "seeds": seeds, "sets": [str(s) for s in args.inrs], "summary": rows,
-                                      "runs": runs, "mse_scale": "pixels on [-1, 1]"})
-    (out / "results.md").write_text(f"# {TASK} ({args.edit})\n\n{table}\nMSE on the SIRENs' [-1, 1] pixel scale.\n")
-    save_bar_chart(out / "results.png", rows, f"test MSE ({args.edit})",
-                   title=f"INR editing ({args.edit}), mean +- std over seeds")
+    table = write_reports(out, f"{TASK} ({args.edit})", rows,
+                          {"task": TASK, "edit": args.edit, "config": cfg, "models": models, "seeds": seeds,
+                           "sets": [str(s) for s in args.inrs], "runs": runs, "mse_scale": "pixels on [-1, 1]"},
+                          metric_label=f"test MSE ({args.edit})", digits=4,
+                          footer="\nMSE on the SIRENs' [-1, 1] pixel scale.\n",
+                          plot_title=f"INR editing ({args.edit}), mean +- std over seeds")
     # Sample grid per set: original render / target / each editor's edit (first seed).
     for inrs in args.inrs:
         tag = Path(inrs).name

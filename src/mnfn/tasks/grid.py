@@ -13,13 +13,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_open, atomic_path, read_json, write_json
 from ..models import MODELS
 from ..weightspace import WeightSpaceError
 from .config import add_config_arguments, config_digest
 
 __all__ = ["mean_std", "run_grid", "summarize_runs", "markdown_table", "csv_list", "add_grid_arguments",
-           "GridPlan", "plan_grid", "save_bar_chart"]
+           "GridPlan", "plan_grid", "save_bar_chart", "write_reports"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -201,3 +201,18 @@ def save_bar_chart(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_l
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def write_reports(out: Path, heading: str, rows: Sequence[Mapping[str, Any]], payload: Mapping[str, Any], *,
+                  metric_label: str, scale: float = 1.0, digits: int = 2, footer: str = "",
+                  plot_title: str | None = None) -> str:
+    """A grid's reports, each written atomically: ``results.json`` (``payload`` + the summary
+    rows), ``results.md`` (``heading``, the table, ``footer``) and ``results.png``; returns the
+    table (the caller prints it)."""
+    table = markdown_table(rows, scale=scale, digits=digits, metric_label=metric_label)
+    write_json(out / "results.json", {**payload, "summary": list(rows)})
+    with atomic_open(out / "results.md") as f:
+        f.write(f"# {heading}\n\n{table}{footer}")
+    save_bar_chart(out / "results.png", rows, metric_label, scale=scale, title=plot_title)
+    return table
+
