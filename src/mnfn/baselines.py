@@ -45,18 +45,23 @@ def mlp_head(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 
     return nn.Sequential(*mods)
 
 
-def _check_input(features: WeightSpaceFeatures, spec: WeightSpaceSpec, channels: int, who: str,
-                 module: nn.Module | None = None) -> None:
-    """Shapes (not activations) decide whether a model can read a batch: a zoo of ReLU and tanh nets
-    of one architecture is a valid input to the same baseline."""
-    if not isinstance(features, WeightSpaceFeatures):
-        raise WeightSpaceError(f"{who} takes WeightSpaceFeatures, got {type(features).__name__}")
+def check_dtype(features: WeightSpaceFeatures, who: str, module: nn.Module | None = None) -> None:
+    """Floating-point features of the same dtype as ``module``'s parameters, or a clear error."""
     if not features.dtype.is_floating_point:
         raise WeightSpaceError(f"{who} takes floating-point features, got {features.dtype}")
     p = next(module.parameters(), None) if module is not None else None
     if p is not None and p.dtype != features.dtype:
         raise WeightSpaceError(f"{who} has {p.dtype} parameters but got {features.dtype} features; convert one "
                                f"(features.to({p.dtype}) or model.to({features.dtype}))")
+
+
+def _check_input(features: WeightSpaceFeatures, spec: WeightSpaceSpec, channels: int, who: str,
+                 module: nn.Module | None = None) -> None:
+    """Shapes (not activations) decide whether a model can read a batch: a zoo of ReLU and tanh nets
+    of one architecture is a valid input to the same baseline."""
+    if not isinstance(features, WeightSpaceFeatures):
+        raise WeightSpaceError(f"{who} takes WeightSpaceFeatures, got {type(features).__name__}")
+    check_dtype(features, who, module)
     if (features.spec.weight_shapes() != spec.weight_shapes()
             or features.spec.bias_shapes() != spec.bias_shapes()):
         raise WeightSpaceError(

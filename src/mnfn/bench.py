@@ -25,7 +25,7 @@ Every model of one architecture is built in the same process and timed *interlea
 step and one forward of each model in turn, repeated), so a change in machine load hits all of
 them alike; the table gives each model's speed relative to ``hnp`` measured that way.
 
-Optionally, through the data modules (imported only when asked for): seconds per net to generate
+Optionally, through the data modules: seconds per net to generate
 Small CNN Zoo nets (:func:`mnfn.data.zoo.make_zoo`) and SIREN INRs fitted per second
 (:func:`mnfn.data.inr.fit_sirens`).
 """
@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data.inr import torch_threads
 from .weightspace import WeightSpaceFeatures, WeightSpaceSpec, siren_spec, zoo_cnn_spec
 
 __all__ = ["BenchConfig", "BENCH_SPECS", "BENCH_MODELS", "run_bench", "bench_models", "peak_memory_bytes", "tune_malloc",
@@ -191,19 +192,6 @@ def _fork_rng(seed: int) -> Iterator[None]:
         yield
     finally:
         torch.random.set_rng_state(state)
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @contextlib.contextmanager
@@ -450,7 +438,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     result: dict[str, Any] = {"config": {k: v for k, v in cfg.__dict__.items()}, "baseline": BASELINE}
     if cfg.tune_malloc:
         result["malloc"] = tune_malloc()
-    with _threads(cfg.threads):
+    with torch_threads(cfg.threads):
         result["machine_before"] = _machine()
         result["roofline"] = gemm_rate(dtype=getattr(torch, cfg.dtype))
         result["models"] = {}

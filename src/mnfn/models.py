@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .baselines import FlatMLP, StatNN, mlp_head
+from .baselines import FlatMLP, StatNN, check_dtype, mlp_head
 from .canonical import Canonicalize
 from .layers.equivariant import EquivariantLinear, fold, unfold
 from .layers.pooling import EquivariantActivation, InvariantPool
@@ -83,12 +83,7 @@ def _check_features(features: WeightSpaceFeatures, spec: WeightSpaceSpec, channe
         raise WeightSpaceError(f"{who} expects {channels} input channels, features have {features.channels}")
     if features.batch_size == 0:
         raise WeightSpaceError(f"{who} got an empty batch (0 networks)")
-    if not features.dtype.is_floating_point:
-        raise WeightSpaceError(f"{who} takes floating-point features, got {features.dtype}")
-    p = next(module.parameters(), None) if module is not None else None
-    if p is not None and p.dtype != features.dtype:
-        raise WeightSpaceError(f"{who} has {p.dtype} parameters but got {features.dtype} features; convert one "
-                               f"(features.to({p.dtype}) or model.to({features.dtype}))")
+    check_dtype(features, who, module)
 
 
 class InvariantNFN(nn.Module):
