@@ -18,12 +18,7 @@ MODEL_FIELDS = ["params", "train_ms", "forward_ms", "train_cpu_ms", "forward_cpu
                 "train_fraction_of_gemm_rate", "forward_fraction_of_gemm_rate"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test (tests/conftest.py)
 
 
 def test_cli_quick_tiny_writes_json(tmp_path, capsys):

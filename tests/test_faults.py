@@ -75,12 +75,7 @@ def _fork_server():
         _SERVER = None
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test (tests/conftest.py)
 
 
 XFAIL = dict(strict=True)

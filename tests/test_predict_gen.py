@@ -33,12 +33,7 @@ def tiny_zoo(cache_root: Path) -> Path:
     return out
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,12 +17,7 @@ from mnfn.tasks.train import ArrayData, Trainer, load_best, read_log, seed_every
 from mnfn.weightspace import WeightSpaceFeatures, zoo_cnn_spec
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test (tests/conftest.py)
 
 
 # --- metrics ----------------------------------------------------------------------------------
