@@ -464,3 +464,24 @@ def test_make_on_real_mnist(tmp_path):
     s = make_inr_dataset(tmp_path / "m", "mnist", num=8, splits=("test",), progress=False)
     assert s.nets == 8 and s.missed == 0 and s.median_psnr >= 30
     assert inr.read_meta(tmp_path / "m")["split_sizes"] == {"train": 60000, "test": 10000}
+
+
+def test_shared_initialisation(tmp_path):
+    """``init="shared"``: every net starts from one initialisation (weights differ only by fitting);
+    the default gives each net its own seed, as before. A folder refuses the other setting."""
+    assert inr.init_seeds(3, "test", [4, 7]) == [net_seed(3, "test", 4), net_seed(3, "test", 7)]
+    shared = inr.init_seeds(3, "train", [0, 1], "shared")
+    assert shared[0] == shared[1] == inr.init_seeds(3, "test", [9], "shared")[0]
+    with pytest.raises(ValueError, match="init must be"):
+        inr.init_seeds(3, "train", [0], "zero")
+    frozen = FitConfig(max_steps=1, lr=1e-12)  # one negligible step: the stored weights are the initialisation
+    _make_digits(tmp_path / "s", num=8, splits=("train", "test"), fit=frozen, init="shared")
+    _make_digits(tmp_path / "i", num=8, splits=("train", "test"), fit=frozen)
+    ws = torch.cat([InrDataset(tmp_path / "s", split).features.weights[1] for split in ("train", "test")])
+    wi = InrDataset(tmp_path / "i", "train").features.weights[1]
+    assert torch.allclose(ws, ws[:1].expand_as(ws), atol=1e-6)
+    assert not torch.allclose(wi, wi[:1].expand_as(wi), atol=1e-3)
+    assert inr.read_meta(tmp_path / "s")["plan"]["init"] == "shared"
+    assert "init" not in inr.read_meta(tmp_path / "i")["plan"]  # folders made before the option still resume
+    with pytest.raises(ValueError, match="different settings"):
+        _make_digits(tmp_path / "s", num=8, splits=("train", "test"), fit=frozen)

@@ -25,7 +25,7 @@ Each net is a SIREN 2 -> 32 -> 32 -> C with sin(30 x) hidden activations, fitted
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..data.inr import FitConfig, INR_DATASETS, NFN_PREFIX
+    from ..data.inr import INITS, INR_DATASETS, NFN_PREFIX, FitConfig
 
     sub = p.add_subparsers(dest="inr_command", metavar="SUBCOMMAND")
     sub.required = True
@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--select", choices=("first", "random"), default="first",
                    help="which NUM images: the first, or a fixed random sample (seed 0) (default first)")
     m.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    m.add_argument("--init", choices=INITS, default="independent",
+                   help="each net from its own initialisation (default, like NFN's randinit sets) or all "
+                        "nets from one shared initialisation")
     m.add_argument("--shard", default=None, metavar="K/N", help="fit only shard K of N (0-based like torch ranks), e.g. 1/4; under torchrun the rank decides")
     m.add_argument("--target-psnr", type=float, default=d.target_psnr, help=f"dB (default {d.target_psnr:g})")
     m.add_argument("--max-steps", type=int, default=d.max_steps, help=f"Adam steps per net (default {d.max_steps})")
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 shard=args.shard if args.shard is not None else shard, fit=fit,
                 batch_size=args.batch, select=args.select, resize=tuple(args.resize) if args.resize else None,
                 data_root=args.data, max_chunks=args.max_chunks, workers=args.workers,
-                progress=not args.no_progress)
+                progress=not args.no_progress, init=args.init)
 
         summary = make(args.out, None) if args.shard is not None else run_sharded(args.out, make,
                                                                                  inr.merge_inr_datasets)
@@ -110,12 +113,12 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "import-nfn":
         summary = inr.import_nfn(args.src, args.out, dataset=args.dataset, prefix=args.prefix,
                                  train_size=args.train_size, compute_psnr=args.psnr, data_root=args.data,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, init=args.init)
         print("\n".join(summary.lines()))
         return 0
     if cmd == "export-nfn":
         n = inr.export_nfn(args.dir, args.out, prefix=args.prefix, renumber=args.renumber,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, init=args.init)
         print(f"wrote {n} NFN SIREN files under {args.out}")
         return 0
     if cmd == "show":

@@ -148,6 +148,23 @@ def net_seed(seed: int, split: str, image_index: int) -> int:
     return int(state[0]) & ((1 << 63) - 1)
 
 
+#: How the nets of a set are initialised: each from its own seed (NFN's "randinit" sets), or all
+#: from one shared initialisation (then the weights differ from net to net only by what fitting
+#: changed, which is known to make INR sets easier to learn on).
+INITS = ("independent", "shared")
+
+
+def init_seeds(seed: int, split: str, image_indices: Sequence[int], init: str = "independent") -> list[int]:
+    """Initialisation seeds of the nets fitted to ``image_indices`` of ``split``: :func:`net_seed`
+    per net, or with ``init="shared"`` one seed for every net of every split."""
+    if init == "independent":
+        return [net_seed(seed, split, int(i)) for i in image_indices]
+    if init == "shared":
+        state = np.random.SeedSequence([int(seed), len(_SPLIT_CODE)]).generate_state(1, np.uint64)
+        return [int(state[0]) & ((1 << 63) - 1)] * len(image_indices)
+    raise ValueError(f"init must be one of {INITS}, got {init!r}")
+
+
 def _siren_layers(spec: WeightSpaceSpec) -> list[tuple[int, int]]:
     return [(layer.n_out, layer.n_in) for layer in spec.layers]
 
@@ -721,7 +738,7 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
                      fit: FitConfig = FitConfig(), batch_size: int = 64, select: str = "first",
                      resize: tuple[int, int] | None = None, data_root: str | Path | None = None,
                      max_chunks: int | None = None, workers: int = 1, progress: bool = True,
-                     images: dict[str, Any] | None = None) -> MakeSummary:
+                     images: dict[str, Any] | None = None, init: str = "independent") -> MakeSummary:
     """Fit one SIREN per image of ``dataset`` into the folder ``out`` (see the module docstring).
 
     ``num`` images per split (``None``: all), chosen by ``select``; chunks of ``batch_size`` nets;
@@ -730,8 +747,10 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
     ``max_chunks`` stops after fitting that many (a time-boxed job). ``workers`` processes fit chunks
     in parallel (each with one torch thread). Same arguments -> same weights, bit for bit, however
     the work is split into shards, runs and workers. ``images`` (``{split: ImageSet}``)
-    skips loading them (tests, benchmarks).
+    skips loading them (tests, benchmarks). ``init``: see :data:`INITS` and :func:`init_seeds`.
     """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if dataset not in INR_DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(INR_DATASETS)}")
     splits = tuple(splits)
@@ -765,7 +784,9 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
         "resize": list(resize) if resize else None,
         "siren": {"hidden": fit.hidden, "depth": fit.depth, "w0": fit.w0},
         "split_sizes": split_sizes,
-        "plan": {"splits": list(splits), "num": num, "select": select, "batch": batch_size, "seed": seed},
+        "plan": {"splits": list(splits), "num": num, "select": select, "batch": batch_size, "seed": seed,
+                 # recorded only when not the default, so folders made before the option still resume
+                 **({"init": init} if init != "independent" else {})},
         "fit": fit.to_json(),
         "conventions": CONVENTIONS,
     }
@@ -802,7 +823,7 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
 
     jobs = [(out / "chunks" / chunk_name(s, k), s, k, idx, sets[s].labels[idx],
              _resize(np.ascontiguousarray(sets[s].images[idx]), resize),
-             [net_seed(seed, s, int(i)) for i in idx], fit.to_json(), batch_size) for s, k, idx in todo]
+             init_seeds(seed, s, idx, init), fit.to_json(), batch_size) for s, k, idx in todo]
     fitted = 0
     bar = None
     if progress and jobs:
