@@ -113,12 +113,12 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "import-nfn":
         summary = inr.import_nfn(args.src, args.out, dataset=args.dataset, prefix=args.prefix,
                                  train_size=args.train_size, compute_psnr=args.psnr, data_root=args.data,
-                                 progress=not args.no_progress, init=args.init)
+                                 progress=not args.no_progress)
         print("\n".join(summary.lines()))
         return 0
     if cmd == "export-nfn":
         n = inr.export_nfn(args.dir, args.out, prefix=args.prefix, renumber=args.renumber,
-                           progress=not args.no_progress, init=args.init)
+                           progress=not args.no_progress)
         print(f"wrote {n} NFN SIREN files under {args.out}")
         return 0
     if cmd == "show":
