@@ -330,6 +330,8 @@ def test_zoo_nonfinite_rows_dropped_with_a_count(zoo, tmp_path):
     assert total > 0
     with pytest.raises(ValueError, match="nonfinite must be"):
         ZooDataset(d, activation="relu", nonfinite="ignore")
+    fu.assert_cli_error(_pg_argv(d, tmp_path / "bad", "--set", "nonfinite_checkpoints=skip"),
+                        "nonfinite_checkpoints", "'skip'")
     out = tmp_path / "run"
     rc, _, err = fu.run_cli(_pg_argv(d, out, "--set", "nonfinite_checkpoints=drop", "--set", "steps=all"))
     assert rc == 0, err

@@ -158,6 +158,8 @@ def load_zoo_splits(zoo: str | Path, activation: str, cfg: Mapping[str, Any]) ->
     """``{"train", "val", "test"}`` ZooDatasets of one activation (features float32, targets = test accuracy)."""
     from ..data.zoo import ZooDataset
 
+    if cfg["nonfinite_checkpoints"] not in ("error", "drop"):
+        raise ConfigError(f"nonfinite_checkpoints must be 'error' or 'drop', got {cfg['nonfinite_checkpoints']!r}")
     out = {}
     for split in ("train", "val", "test"):
         out[split] = ZooDataset(zoo, activation=activation, steps=_steps(cfg["steps"]), split=split,
