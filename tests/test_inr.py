@@ -428,7 +428,7 @@ def test_bad_nfn_files_give_errors_naming_the_file(tmp_path):
 
 def test_cli_make_show_merge_export_import(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["inr", "make", "--dataset", "digits", "--num", "12", "--out", str(out), "--seed", "1", "--batch", "8",
+    args = ["inr", "make", "--dataset", "digits", "--num", "12", "--out", str(out), "--seed", "1", "--batch", "8", "--recipe", "fast",
             "--split", "both", "--no-progress"]
     assert cli_main(args + ["--max-chunks", "1"]) == 0
     text = capsys.readouterr().out

@@ -14,6 +14,7 @@ EXAMPLE = """examples:
   mnfn inr make --dataset mnist --split both --out runs/inr-mnist --shard 0/4   # + 1/4, 2/4, 3/4 elsewhere
   mnfn inr merge runs/shard0 runs/shard1 --out runs/inr-mnist
   mnfn inr show runs/inr-mnist --out grid.png --num 16
+  mnfn inr info runs/inr-mnist
   mnfn inr import-nfn ~/data/mnist-inrs --out runs/nfn-mnist --dataset mnist
   mnfn inr export-nfn runs/inr-mnist --out runs/inr-mnist-nfn"""
 
@@ -25,11 +26,10 @@ Each net is a SIREN 2 -> 32 -> 32 -> C with sin(30 x) hidden activations, fitted
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..data.inr import INITS, INR_DATASETS, NFN_PREFIX, FitConfig
+    from ..data.inr import DEFAULT_RECIPE, INITS, INR_DATASETS, NFN_PREFIX, RECIPES
 
     sub = p.add_subparsers(dest="inr_command", metavar="SUBCOMMAND")
     sub.required = True
-    d = FitConfig()
 
     m = sub.add_parser("make", help="fit one SIREN per image into a folder (seeded, resumable, shardable)")
     m.add_argument("--dataset", required=True, choices=INR_DATASETS)
@@ -43,9 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="each net from its own initialisation (default, like NFN's randinit sets) or all "
                         "nets from one shared initialisation")
     m.add_argument("--shard", default=None, metavar="K/N", help="fit only shard K of N (0-based like torch ranks), e.g. 1/4; under torchrun the rank decides")
-    m.add_argument("--target-psnr", type=float, default=d.target_psnr, help=f"dB (default {d.target_psnr:g})")
-    m.add_argument("--max-steps", type=int, default=d.max_steps, help=f"Adam steps per net (default {d.max_steps})")
-    m.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g})")
+    m.add_argument("--recipe", choices=tuple(RECIPES), default=DEFAULT_RECIPE,
+                   help="initialisation and fitting settings: nfn = NFN's public sets (Adam 1e-3, 300 steps), "
+                        "dws = DWSNets-style (zero biases, Adam 2e-3 to 30 dB), fast = Adam 6e-3 to 30 dB "
+                        f"(~8x cheaper); see docs/inr.md (default {DEFAULT_RECIPE})")
+    m.add_argument("--target-psnr", type=float, default=None,
+                   help="stop a net at this PSNR in dB (default: the recipe's; nfn has no early stop)")
+    m.add_argument("--max-steps", type=int, default=None, help="Adam steps per net at most (default: the recipe's)")
+    m.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's)")
     m.add_argument("--batch", type=int, default=64, help="nets fitted at once = nets per chunk (default 64)")
     m.add_argument("--resize", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="fit the images resized to H x W (bilinear), e.g. 28 28 for digits")
@@ -77,6 +82,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--renumber", action="store_true", help="number the nets 0..n-1 instead of by image index")
     e.add_argument("--no-progress", action="store_true")
 
+    f = sub.add_parser("info", help="a set's size, PSNR, recipe and per-tensor weight statistics")
+    f.add_argument("dir")
+    f.add_argument("--split", choices=("train", "test", "all"), default="train", help="nets to describe (default train)")
+    f.add_argument("--max-nets", type=int, default=2000, help="statistics over the first N nets (default 2000)")
+    f.add_argument("--json", default=None, metavar="FILE", help="also write the statistics as JSON")
+
     s = sub.add_parser("show", help="save originals beside reconstructions as a PNG grid")
     s.add_argument("dir")
     s.add_argument("--out", required=True, help="PNG file")
@@ -90,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
 
     cmd = args.inr_command
     if cmd == "make":
-        fit = inr.FitConfig(target_psnr=args.target_psnr, max_steps=args.max_steps, lr=args.lr)
+        overrides = {"target_psnr": args.target_psnr, "max_steps": args.max_steps, "lr": args.lr}
+        fit = inr.recipe(args.recipe).replace(**overrides)
+        changed = [f"{k}={v:g}" for k, v in overrides.items() if v is not None and getattr(inr.recipe(args.recipe), k) != v]
+        label = args.recipe + (f" ({', '.join(changed)})" if changed else "")
         splits = ("train", "test") if args.split == "both" else (args.split,)
         from ..sharding import run_sharded
 
@@ -100,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 shard=args.shard if args.shard is not None else shard, fit=fit,
                 batch_size=args.batch, select=args.select, resize=tuple(args.resize) if args.resize else None,
                 data_root=args.data, max_chunks=args.max_chunks, workers=args.workers,
-                progress=not args.no_progress, init=args.init)
+                progress=not args.no_progress, init=args.init, recipe_label=label)
 
         summary = make(args.out, None) if args.shard is not None else run_sharded(args.out, make,
                                                                                  inr.merge_inr_datasets)
@@ -120,6 +134,23 @@ def run(args: argparse.Namespace) -> int:
         n = inr.export_nfn(args.dir, args.out, prefix=args.prefix, renumber=args.renumber,
                            progress=not args.no_progress)
         print(f"wrote {n} NFN SIREN files under {args.out}")
+        return 0
+    if cmd == "info":
+        from ..data.inr_stats import stats_table, tensor_stats
+        from ..io import write_json
+
+        if args.max_nets < 1:
+            raise ValueError(f"--max-nets must be >= 1, got {args.max_nets}")
+        meta = inr.read_meta(args.dir)
+        print("\n".join(inr.summarize(args.dir).lines()))
+        fit = meta.get("fit")
+        print(f"recipe: {meta.get('recipe') or (inr.recipe_name(inr.FitConfig.from_json(fit)) if fit else None) or 'custom'}"
+              + (f" ({', '.join(f'{k}={v}' for k, v in fit.items() if k not in ('betas', 'eps'))})" if fit else ""))
+        stats = tensor_stats(args.dir, split=args.split, max_nets=args.max_nets)
+        print(stats_table(stats))
+        if args.json:
+            write_json(args.json, stats)
+            print(f"wrote {args.json}")
         return 0
     if cmd == "show":
         path = show_grid(args.dir, args.out, num=args.num, split=args.split, data_root=args.data)

@@ -61,6 +61,11 @@ __all__ = [
     "NFN_PREFIX",
     "FitConfig",
     "FitResult",
+    "RECIPES",
+    "DEFAULT_RECIPE",
+    "INIT_SCHEMES",
+    "recipe",
+    "recipe_name",
     "MakeSummary",
     "InrDataset",
     "make_coords",
@@ -169,21 +174,35 @@ def _siren_layers(spec: WeightSpaceSpec) -> list[tuple[int, int]]:
     return [(layer.n_out, layer.n_in) for layer in spec.layers]
 
 
-def init_sirens(seeds: Sequence[int], spec: WeightSpaceSpec) -> list[Tensor]:
-    """SIREN initialisation of ``len(seeds)`` nets: ``[W1 (n, o, i), b1 (n, o), W2, b2, ...]``.
+#: Distributions a SIREN starts from (``FitConfig.init``). ``"siren"``: Sitzmann et al.'s reference
+#: code, as in NFN's sets: first layer ``W ~ U(+-1/n_in)``, later ``W ~ U(+-sqrt(6/n_in)/w0)``, biases
+#: ``nn.Linear``'s ``U(+-1/sqrt(n_in))``. ``"dws"``: DWSNets' sets: every layer, the first included,
+#: ``W ~ U(+-sqrt(6/n_in)/w0)`` and all biases zero, so fitting must move the first layer too.
+INIT_SCHEMES = ("siren", "dws")
 
-    Net ``j`` draws ``W1, b1, W2, b2, ...`` in that order from ``torch.Generator().manual_seed(seeds[j])``.
+
+def init_sirens(seeds: Sequence[int], spec: WeightSpaceSpec, scheme: str = "siren") -> list[Tensor]:
+    """Initialisation of ``len(seeds)`` SIRENs: ``[W1 (n, o, i), b1 (n, o), W2, b2, ...]``.
+
+    Net ``j`` draws ``W1, b1, W2, b2, ...`` in that order from ``torch.Generator().manual_seed(seeds[j])``
+    (``scheme="dws"`` draws no biases). ``scheme``: see :data:`INIT_SCHEMES`.
     """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
     w0 = float(spec.layers[0].act_param or 1.0)
     shapes = _siren_layers(spec)
     out = [[] for _ in range(2 * len(shapes))]
     for s in seeds:
         g = torch.Generator().manual_seed(int(s))
         for i, (n_out, n_in) in enumerate(shapes):
-            wb = 1.0 / n_in if i == 0 else math.sqrt(6.0 / n_in) / w0
-            bb = 1.0 / math.sqrt(n_in)  # nn.Linear's default bias range, kept by the SIREN reference
-            out[2 * i].append((torch.rand(n_out, n_in, generator=g) * 2 - 1) * wb)
-            out[2 * i + 1].append((torch.rand(n_out, generator=g) * 2 - 1) * bb)
+            if scheme == "siren":
+                wb = 1.0 / n_in if i == 0 else math.sqrt(6.0 / n_in) / w0
+                bb = 1.0 / math.sqrt(n_in)  # nn.Linear's default bias range, kept by the SIREN reference
+                out[2 * i].append((torch.rand(n_out, n_in, generator=g) * 2 - 1) * wb)
+                out[2 * i + 1].append((torch.rand(n_out, generator=g) * 2 - 1) * bb)
+            else:
+                out[2 * i].append((torch.rand(n_out, n_in, generator=g) * 2 - 1) * (math.sqrt(6.0 / n_in) / w0))
+                out[2 * i + 1].append(torch.zeros(n_out))
     return [torch.stack(t) for t in out]
 
 
@@ -197,14 +216,15 @@ def _params_to_features(params: Sequence[Tensor], spec: WeightSpaceSpec) -> Weig
 
 @dataclass(frozen=True)
 class FitConfig:
-    """How :func:`fit_sirens` fits: Adam (``lr``, ``betas``, ``eps``) until ``target_psnr`` or ``max_steps``.
+    """How :func:`fit_sirens` fits: from ``init`` (:data:`INIT_SCHEMES`), Adam (``lr``, ``betas``, ``eps``)
+    until ``target_psnr`` (``None``: no early stop) or ``max_steps`` updates.
 
-    ``lr`` 6e-3 is the tuned default for these tiny SIRENs: on 256 MNIST / Fashion-MNIST / CIFAR-10
-    images it reaches 30 dB in 35-37 steps on average (max 46 / 45 / 150); 3e-3 takes 55 steps,
+    The defaults are the ``fast`` recipe (:data:`RECIPES`): ``lr`` 6e-3 reaches 30 dB in 35-37 steps on
+    average on 256 MNIST / Fashion-MNIST / CIFAR-10 images (max 46 / 45 / 150); 3e-3 takes 55 steps,
     the usual SIREN rate 1e-4 hundreds, and 8e-3 is no faster.
     """
 
-    target_psnr: float = 30.0
+    target_psnr: float | None = 30.0
     max_steps: int = 500
     lr: float = 6e-3
     betas: tuple[float, float] = (0.9, 0.999)
@@ -212,13 +232,24 @@ class FitConfig:
     hidden: int = 32
     depth: int = 2
     w0: float = 30.0
+    init: str = "siren"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        if self.max_steps < 0:
-            raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not isinstance(self.max_steps, int) or self.max_steps < 0:
+            raise ValueError(f"max_steps must be an integer >= 0, got {self.max_steps!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.target_psnr is not None and not (isinstance(self.target_psnr, (int, float))
+                                                 and math.isfinite(self.target_psnr)):
+            raise ValueError(f"target_psnr must be a finite number of dB or None (no early stop), "
+                             f"got {self.target_psnr!r}")
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"init must be one of {INIT_SCHEMES}, got {self.init!r}")
+
+    @property
+    def early_stop(self) -> bool:
+        return self.target_psnr is not None
 
     def spec(self, channels: int) -> WeightSpaceSpec:
         return siren_spec(channels, hidden=self.hidden, depth=self.depth, w0=self.w0)
@@ -230,9 +261,50 @@ class FitConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "FitConfig":
+        """Inverse of :meth:`to_json`; keys missing in older ``meta.json`` files take their defaults."""
         d = dict(d)
         d["betas"] = tuple(d.get("betas", (0.9, 0.999)))
         return cls(**d)
+
+    def replace(self, **changes: Any) -> "FitConfig":
+        """A copy with ``changes`` (``None`` values are ignored, so CLI defaults can pass through)."""
+        from dataclasses import replace
+
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+#: Named INR recipes (``mnfn inr make --recipe NAME``), see ``docs/inr.md``:
+#:
+#: * ``nfn``: NFN's public SIREN sets (the paper's experiments 2 and 3): SIREN init, Adam 1e-3 for
+#:   300 steps, no early stop. On MNIST it reproduces the pooled per-tensor standard deviations of
+#:   NFN's 45,000 training nets (W1 0.2868, W2 0.01711, W3 0.06391, b1 0.4090, b2 0.1041, b3 0.0970).
+#: * ``dws``: DWSNets-style sets: first layer initialised like the others, zero biases, Adam 2e-3
+#:   until 30 dB (at most 800 steps). Fitted signal lands in every tensor.
+#: * ``fast``: SIREN init, Adam 6e-3 until 30 dB (~37 steps): 8x cheaper, weights further from NFN's.
+RECIPES: dict[str, FitConfig] = {
+    "nfn": FitConfig(target_psnr=None, max_steps=300, lr=1e-3, init="siren"),
+    "dws": FitConfig(target_psnr=30.0, max_steps=800, lr=2e-3, init="dws"),
+    "fast": FitConfig(target_psnr=30.0, max_steps=500, lr=6e-3, init="siren"),
+}
+DEFAULT_RECIPE = "nfn"
+
+#: Pooled standard deviations per tensor of NFN's 45,000 MNIST training SIRENs (published with the
+#: Neural Graphs code as that set's statistics); the ``nfn`` recipe is tested against them.
+NFN_MNIST_STDS: dict[str, float] = {"weight_1": 0.2868, "weight_2": 0.01711, "weight_3": 0.06391,
+                                    "bias_1": 0.4090, "bias_2": 0.1041, "bias_3": 0.0970}
+
+
+def recipe(name: str) -> FitConfig:
+    """The :class:`FitConfig` of the recipe ``name`` (:data:`RECIPES`)."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown INR recipe {name!r}; choose from {', '.join(RECIPES)}") from None
+
+
+def recipe_name(fit: FitConfig) -> str | None:
+    """The name of the recipe ``fit`` equals, or ``None`` for custom settings."""
+    return next((k for k, v in RECIPES.items() if v == fit), None)
 
 
 @dataclass
@@ -243,11 +315,13 @@ class FitResult:
     psnr: Tensor
     steps: Tensor
     seconds: float = 0.0
-    target_psnr: float = 30.0
+    target_psnr: float | None = 30.0
 
     @property
     def missed(self) -> Tensor:
-        """Nets whose PSNR stayed below the target (boolean ``(N,)``)."""
+        """Nets whose PSNR stayed below the target (boolean ``(N,)``; none without a target)."""
+        if self.target_psnr is None:
+            return torch.zeros_like(self.psnr, dtype=torch.bool)
         return ~(self.psnr >= self.target_psnr)
 
 
@@ -367,7 +441,7 @@ def _fit_batch(images: Tensor, seeds: list[int], spec: WeightSpaceSpec, coords: 
                progress: Callable[[int], None] | None) -> tuple[list[Tensor], Tensor, Tensor]:
     n = images.shape[0]
     target = images_to_targets(images)
-    params = init_sirens(seeds, spec)
+    params = init_sirens(seeds, spec, cfg.init)
     final = [p.clone() for p in params]
     psnr_out = torch.full((n,), float("nan"), dtype=torch.float32)
     steps_out = torch.zeros(n, dtype=torch.int64)
@@ -384,7 +458,12 @@ def _fit_batch(images: Tensor, seeds: list[int], spec: WeightSpaceSpec, coords: 
             raise FloatingPointError(f"SIREN fit diverged (non-finite loss) at step {t} for nets with seeds "
                                      f"{[seeds[i] for i in bad[:5]]}; lower the learning rate (now {cfg.lr})")
         p_db = 10.0 * torch.log10(4.0 / mse.double())
-        done = torch.ones_like(mse, dtype=torch.bool) if last else p_db >= cfg.target_psnr
+        if last:
+            done = torch.ones_like(mse, dtype=torch.bool)
+        elif cfg.target_psnr is None:
+            done = torch.zeros_like(mse, dtype=torch.bool)
+        else:
+            done = p_db >= cfg.target_psnr
         if bool(done.any()):
             idx = active[done]
             for f_, p_ in zip(final, params):
@@ -722,7 +801,18 @@ _CONFIG_KEYS = ("dataset", "image_shape", "resize", "siren", "split_sizes", "pla
 
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return [k for k in _CONFIG_KEYS if _jsonable(a.get(k)) != _jsonable(b.get(k))]
+    """Keys of :data:`_CONFIG_KEYS` whose values differ, with defaults filled in (so a folder written
+    before a setting existed compares equal to one that states its default)."""
+    def norm(m: dict[str, Any], k: str) -> Any:
+        v = m.get(k)
+        if k == "fit" and isinstance(v, dict):
+            try:
+                v = FitConfig.from_json(v).to_json()
+            except (TypeError, ValueError):
+                pass
+        return _jsonable(v)
+
+    return [k for k in _CONFIG_KEYS if norm(a, k) != norm(b, k)]
 
 
 def _jsonable(x: Any) -> Any:
@@ -738,7 +828,8 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
                      fit: FitConfig = FitConfig(), batch_size: int = 64, select: str = "first",
                      resize: tuple[int, int] | None = None, data_root: str | Path | None = None,
                      max_chunks: int | None = None, workers: int = 1, progress: bool = True,
-                     images: dict[str, Any] | None = None, init: str = "independent") -> MakeSummary:
+                     images: dict[str, Any] | None = None, init: str = "independent",
+                     recipe_label: str | None = None) -> MakeSummary:
     """Fit one SIREN per image of ``dataset`` into the folder ``out`` (see the module docstring).
 
     ``num`` images per split (``None``: all), chosen by ``select``; chunks of ``batch_size`` nets;
@@ -748,6 +839,8 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
     in parallel (each with one torch thread). Same arguments -> same weights, bit for bit, however
     the work is split into shards, runs and workers. ``images`` (``{split: ImageSet}``)
     skips loading them (tests, benchmarks). ``init``: see :data:`INITS` and :func:`init_seeds`.
+    ``recipe_label`` is recorded as ``meta["recipe"]`` (default: the :data:`RECIPES` name ``fit``
+    equals, or ``"custom"``); only ``fit`` itself decides whether a rerun may resume.
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
@@ -788,6 +881,8 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
                  # recorded only when not the default, so folders made before the option still resume
                  **({"init": init} if init != "independent" else {})},
         "fit": fit.to_json(),
+        # the recipe these settings equal (informational: "fit" is what resume compares)
+        "recipe": recipe_label or recipe_name(fit) or "custom",
         "conventions": CONVENTIONS,
     }
     plan = plan_chunks(split_sizes, splits, num, select, batch_size)
@@ -797,8 +892,12 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
         old = read_meta(out)
         diff = _config_diff(old, meta)
         if diff:
-            raise ValueError(f"{meta_path}: this folder holds a run with different settings ({', '.join(diff)}); "
-                             "use another --out folder or the original arguments")
+            hint = ""
+            if "fit" in diff:
+                old_recipe = old.get("recipe") or recipe_name(FitConfig.from_json(old.get("fit") or {})) or "custom"
+                hint = f" (it was made with recipe {old_recipe!r}, this run asks for {meta['recipe']!r})"
+            raise ValueError(f"{meta_path}: this folder holds a run with different settings ({', '.join(diff)})"
+                             f"{hint}; use another --out folder or the original arguments")
     else:
         write_json(meta_path, meta)
     spec = fit.spec(image_shape[0])
@@ -900,18 +999,42 @@ def _run_jobs_in_processes(jobs: list[tuple], workers: int, on_done: Callable[[l
 
 # --- merge -----------------------------------------------------------------------------------
 
+def _without_splits(meta: dict[str, Any]) -> dict[str, Any]:
+    plan = {k: v for k, v in (meta.get("plan") or {}).items() if k != "splits"}
+    return {**meta, "plan": plan}
+
+
+def _merged_meta(sources: Sequence[str | Path], metas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``meta.json`` of the union of ``sources``: shards of one run, or runs with the same settings
+    that fitted different splits (e.g. ``--split train`` and ``--split test`` made apart)."""
+    base = metas[0]
+    groups: dict[tuple[str, ...], int] = {}
+    for src, m in zip(sources, metas):
+        diff = _config_diff(_without_splits(base), _without_splits(m))
+        if diff:
+            raise ValueError(f"{Path(src) / 'meta.json'}: settings differ from {Path(sources[0]) / 'meta.json'} "
+                             f"({', '.join(diff)}); only folders of one run, or of one run's settings for "
+                             "different splits, can be merged")
+        groups[tuple((m.get("plan") or {}).get("splits") or ())] = int(m.get("chunks_expected") or 0)
+    seen: set[str] = set()
+    for splits in groups:
+        if seen & set(splits):
+            raise ValueError(f"cannot merge folders whose split lists overlap without being equal "
+                             f"({', '.join('+'.join(g) for g in groups)})")
+        seen |= set(splits)
+    merged = {**base, "plan": {**base["plan"], "splits": [s for s in SPLITS if s in seen]}}
+    merged["chunks_expected"] = sum(groups.values())
+    return merged
+
+
 def merge_inr_datasets(sources: Sequence[str | Path], out: str | Path) -> MakeSummary:
-    """Join INR set folders of one run (e.g. shards) into ``out``; a chunk present twice must be identical."""
+    """Join INR set folders into ``out``: shards of one run, or folders made with the same settings
+    for different splits; a chunk present twice must be identical."""
     if not sources:
         raise ValueError("nothing to merge")
     out = Path(out)
     metas = [read_meta(s) for s in sources]
-    base = metas[0]
-    for src, m in zip(sources[1:], metas[1:]):
-        diff = _config_diff(base, m)
-        if diff:
-            raise ValueError(f"{Path(src) / 'meta.json'}: settings differ from {Path(sources[0]) / 'meta.json'} "
-                             f"({', '.join(diff)}); only folders of one run can be merged")
+    base = _merged_meta(sources, metas)
     if (out / "meta.json").exists():
         diff = _config_diff(read_meta(out), base)
         if diff:

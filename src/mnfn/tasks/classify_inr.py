@@ -35,7 +35,8 @@ from ..io import write_json
 from ..models import MODELS, build_model, claimed_symmetries, count_parameters
 from ..weightspace import Symmetry, WeightSpaceError, siren_spec
 from .config import add_config_arguments, config_digest, load_config
-from .grid import add_grid_arguments, markdown_table, mean_std, plan_grid, run_grid, summarize_runs, write_reports
+from .grid import (add_grid_arguments, curve_rows, markdown_table, mean_std, parse_train_sizes, plan_grid, run_grid,
+                   run_learning_curve, summarize_runs, write_curve_reports, write_reports)
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
 
@@ -60,6 +61,8 @@ DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "weight_decay": 0.0,
     "optimizer": "adam",
+    "warmup_steps": 0,  # linear learning-rate warm-up over this many optimizer steps
+    "lr_schedule": "constant",  # after warm-up: constant or cosine (to 0 at the last step)
     "grad_clip": None,
     "val_size": 0.1,  # fraction (or count) of the train split held out for checkpoint selection
     "max_train": None,  # use at most this many training nets (None: all)
@@ -85,7 +88,7 @@ def load_splits(inrs: str | Path, val_size: int | float, with_images: bool = Fal
     val = InrDataset(root, "val", **kw)
     test = InrDataset(root, "test", **kw)
     if len(test) == 0:
-        raise ValueError(f"{root}: the INR set has no test split; make it with --splits train,test")
+        raise ValueError(f"{root}: the INR set has no test split; make it with `mnfn inr make --split both`")
     return train, val, test
 
 
@@ -200,6 +203,7 @@ def train_classifier(inrs: str | Path, model_name: str, cfg: Mapping[str, Any], 
                       transform=group_augment(spec) if cfg["augment"] else None,
                       epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                       weight_decay=cfg["weight_decay"], optimizer=cfg["optimizer"], grad_clip=cfg["grad_clip"],
+                      warmup_steps=int(cfg.get("warmup_steps", 0)), lr_schedule=cfg.get("lr_schedule", "constant"),
                       seed=seed, out_dir=out_dir, select_mode="max", resume=resume, progress=progress,
                       device=None if device == "auto" else device, config=run_cfg, stop_after=stop_after,
                       desc=f"{TASK} {model_name} s{seed}")
@@ -247,7 +251,7 @@ def run_train(args: argparse.Namespace) -> int:
     r = train_classifier(args.inrs, args.model, cfg, seed=args.seed, out_dir=out, device=args.device,
                          progress=args.progress, resume=not args.restart, stop_after=args.stop_after)
     print(f"{args.model} on {r['root']} ({r['n_train']} train / {r['n_val']} val / {r['n_test']} test INRs): "
-          f"test accuracy {100 * r['test_accuracy']:.2f}% (best val {100 * (r['val_accuracy'] or float('nan')):.2f}% "
+          f"test accuracy {100 * r['test_accuracy']:.2f}% (best val {100 * (r['val_accuracy'] if r['val_accuracy'] is not None else float('nan')):.2f}% "
           f"at epoch {r['best_epoch']}/{r['epochs']}); {r['params']:,} parameters; {r['seconds']:.0f} s")
     print(f"wrote {Path(out) / 'metrics.json'}")
     return 0
@@ -260,21 +264,36 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
 def run_experiment(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     cfg = _load_cfg(args)
+    sizes = parse_train_sizes(args.train_sizes)
     plan = plan_grid(args, cfg, Path("runs") / "experiments" / TASK)
 
-    def run_one(inrs, name, seed, run_dir):
-        return train_classifier(inrs, name, cfg, seed=seed, out_dir=run_dir, device=args.device,
-                                progress=args.progress)
+    def make_run_one(c):
+        def run_one(inrs, name, seed, run_dir):
+            return train_classifier(inrs, name, c, seed=seed, out_dir=run_dir, device=args.device,
+                                    progress=args.progress)
+        return run_one
 
-    runs = run_grid(plan.out, args.inrs, plan.models, plan.seeds, run_one, plan.digest, report_only=args.report_only)
+    if sizes:
+        runs = run_learning_curve(plan.out, args.inrs, plan.models, plan.seeds, sizes, cfg, make_run_one,
+                                  report_only=args.report_only)
+    else:
+        runs = run_grid(plan.out, args.inrs, plan.models, plan.seeds, make_run_one(cfg), plan.digest,
+                        report_only=args.report_only)
     if not runs:
         raise ValueError(f"{plan.out}: no finished runs of this grid yet")
     refresh_claims(runs)
+    payload = {"task": TASK, "config": cfg, "models": plan.models, "seeds": plan.seeds,
+               "sets": [str(s) for s in args.inrs], "runs": runs}
+    if sizes:
+        table = write_curve_reports(plan.out, TASK, curve_rows(runs, "test_accuracy"), {**payload, "train_sizes": sizes},
+                                    metric_label="test accuracy (%)", scale=100.0,
+                                    plot_title="INR classification: test accuracy against training-set size")
+        print(table)
+        print(f"wrote {plan.out / 'learning_curve.json'}, {plan.out / 'learning_curve.md'} and "
+              f"{plan.out / 'learning_curve.png'}")
+        return 0
     rows = summarize_runs(runs, "test_accuracy")
-    table = write_reports(plan.out, TASK, rows, {"task": TASK, "config": cfg, "models": plan.models,
-                                                 "seeds": plan.seeds, "sets": [str(s) for s in args.inrs],
-                                                 "runs": runs},
-                          metric_label="test accuracy (%)", scale=100.0,
+    table = write_reports(plan.out, TASK, rows, payload, metric_label="test accuracy (%)", scale=100.0,
                           plot_title="INR classification: mean +- std over seeds")
     print(table)
     print(f"wrote {plan.out / 'results.json'}, {plan.out / 'results.md'} and {plan.out / 'results.png'}")

@@ -36,7 +36,8 @@ from ..io import load_npz, save_npz, write_json
 from ..models import MODELS, count_parameters
 from ..weightspace import WeightSpaceFeatures, functional_forward
 from .classify_inr import build_inr_model, describe_claims, load_splits, model_config, n_train, refresh_claims
-from .grid import add_grid_arguments, plan_grid, run_grid, summarize_runs, write_reports
+from .grid import (add_grid_arguments, curve_rows, parse_train_sizes, plan_grid, run_grid, run_learning_curve,
+                   summarize_runs, write_curve_reports, write_reports)
 from .config import add_config_arguments, config_digest, load_config
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
@@ -62,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "weight_decay": 0.0,
     "optimizer": "adam",
+    "warmup_steps": 0,  # linear learning-rate warm-up over this many optimizer steps
+    "lr_schedule": "constant",  # after warm-up: constant or cosine (to 0 at the last step)
     "grad_clip": None,
     "val_size": 0.1,
     "max_train": None,
@@ -198,6 +201,7 @@ def train_editor(inrs: str | Path, edit: str, model_name: str, cfg: Mapping[str,
                       forward_fn=_EditForward(coords), select="loss", epochs=cfg["epochs"],
                       batch_size=cfg["batch_size"], eval_batch_size=128, lr=cfg["lr"],
                       weight_decay=cfg["weight_decay"], optimizer=cfg["optimizer"], grad_clip=cfg["grad_clip"],
+                      warmup_steps=int(cfg.get("warmup_steps", 0)), lr_schedule=cfg.get("lr_schedule", "constant"),
                       seed=seed, out_dir=out_dir, resume=resume, progress=progress,
                       device=None if device == "auto" else device, config=run_cfg, stop_after=stop_after,
                       desc=f"{TASK} {edit} {model_name} s{seed}")
@@ -308,14 +312,31 @@ def run_experiment(args: argparse.Namespace) -> int:
     plan = plan_grid(args, cfg, Path("runs") / "experiments" / f"{TASK}-{args.edit}", digest_extra={"edit": args.edit})
     out, models, seeds = plan.out, plan.models, plan.seeds
 
-    def run_one(inrs, name, seed, run_dir):
-        return train_editor(inrs, args.edit, name, cfg, seed=seed, out_dir=run_dir, device=args.device,
-                            progress=args.progress, data_root=args.data_root)
+    sizes = parse_train_sizes(args.train_sizes)
 
-    runs = run_grid(out, args.inrs, models, seeds, run_one, plan.digest, report_only=args.report_only)
+    def make_run_one(c):
+        def run_one(inrs, name, seed, run_dir):
+            return train_editor(inrs, args.edit, name, c, seed=seed, out_dir=run_dir, device=args.device,
+                                progress=args.progress, data_root=args.data_root)
+        return run_one
+
+    if sizes:
+        runs = run_learning_curve(out, args.inrs, models, seeds, sizes, cfg, make_run_one,
+                                  digest_extra={"edit": args.edit}, report_only=args.report_only)
+    else:
+        runs = run_grid(out, args.inrs, models, seeds, make_run_one(cfg), plan.digest, report_only=args.report_only)
     if not runs:
         raise ValueError(f"{out}: no finished runs of this grid yet")
     refresh_claims(runs)
+    if sizes:
+        table = write_curve_reports(out, f"{TASK} ({args.edit})", curve_rows(runs, "test_mse"),
+                                    {"task": TASK, "edit": args.edit, "config": cfg, "models": models, "seeds": seeds,
+                                     "sets": [str(s) for s in args.inrs], "runs": runs, "train_sizes": sizes},
+                                    metric_label=f"test MSE ({args.edit})", digits=4,
+                                    plot_title=f"INR editing ({args.edit}): test MSE against training-set size")
+        print(table)
+        print(f"wrote {out / 'learning_curve.json'}, {out / 'learning_curve.md'} and {out / 'learning_curve.png'}")
+        return 0
     rows = summarize_runs(runs, "test_mse")
     # The unedited SIRENs against the edited targets: what an editor must beat.
     for s in dict.fromkeys(r["set"] for r in runs):

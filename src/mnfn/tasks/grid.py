@@ -19,7 +19,8 @@ from ..weightspace import WeightSpaceError
 from .config import add_config_arguments, config_digest
 
 __all__ = ["mean_std", "run_grid", "summarize_runs", "markdown_table", "csv_list", "add_grid_arguments",
-           "GridPlan", "plan_grid", "save_bar_chart", "write_reports"]
+           "GridPlan", "plan_grid", "save_bar_chart", "write_reports", "run_learning_curve", "curve_rows",
+           "curve_table", "save_curve_plot", "write_curve_reports", "parse_train_sizes"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -131,6 +132,9 @@ def add_grid_arguments(p: argparse.ArgumentParser, what: str, default_out: str) 
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)")
     p.add_argument("--progress", action="store_true", help="progress bars per run")
+    p.add_argument("--train-sizes", default=None, metavar="N1,N2,...",
+                   help="learning curve: run the grid once per training-set size (the first N training nets; "
+                        "same validation and test nets) and write learning_curve.{json,md,png} (default: off)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: tables from the runs finished so far (e.g. while the grid runs)")
     add_config_arguments(p)
@@ -216,3 +220,127 @@ def write_reports(out: Path, heading: str, rows: Sequence[Mapping[str, Any]], pa
     save_bar_chart(out / "results.png", rows, metric_label, scale=scale, title=plot_title)
     return table
 
+
+
+# --- learning curves: the same grid at several training-set sizes -------------------------------
+
+def parse_train_sizes(text: str | None) -> list[int] | None:
+    """``"1000,5000"`` -> ``[1000, 5000]`` (sorted, unique, each a positive integer); ``None`` -> ``None``."""
+    if text is None:
+        return None
+    try:
+        sizes = csv_list(text, int) or []
+    except ValueError:
+        raise ValueError(f"--train-sizes must be comma-separated positive integers, got {text!r}") from None
+    if not sizes or any(n < 1 for n in sizes):
+        raise ValueError(f"--train-sizes must be comma-separated positive integers, got {text!r}")
+    return sorted(set(sizes))
+
+
+def run_learning_curve(out: str | Path, sets: Sequence[str | Path], models: Sequence[str], seeds: Sequence[int],
+                       sizes: Sequence[int], cfg: Mapping[str, Any],
+                       make_run_one: Callable[[Mapping[str, Any]], Callable[[str | Path, str, int, Path],
+                                                                           dict[str, Any]]],
+                       digest_extra: Mapping[str, Any] | None = None, log: Callable[[str], None] = print,
+                       report_only: bool = False) -> list[dict[str, Any]]:
+    """:func:`run_grid` once per training-set size ``n`` (config ``max_train = n``, folder ``out/n<n>``);
+    ``make_run_one(cfg_n)`` returns the grid's ``run_one`` for that config. Finished runs are
+    reused by the same digest rule, so a curve can be extended by adding sizes."""
+    runs: list[dict[str, Any]] = []
+    for n in sizes:
+        cfg_n = {**cfg, "max_train": int(n)}
+        digest = config_digest({**(digest_extra or {}), **{k: v for k, v in cfg_n.items() if k != "experiment"}})
+        log(f"-- training-set size {n}")
+        for r in run_grid(Path(out) / f"n{n}", sets, models, seeds, make_run_one(cfg_n), digest, log=log,
+                          report_only=report_only):
+            r["train_size"] = int(n)
+            runs.append(r)
+    return runs
+
+
+def curve_rows(runs: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """One row per (set, model, training nets actually used): mean and std of ``metric`` over seeds."""
+    groups: dict[tuple[str, str, int], list[Mapping[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["set"], r["model"], int(r["n_train"])), []).append(r)
+    rows = []
+    for (s, m, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        mu, sd = mean_std([r[metric] for r in rs])
+        rows.append({"set": s, "model": m, "n_train": n, "mean": mu, "std": sd, "n": len(rs),
+                     "seeds": [r["seed"] for r in rs], "n_val": rs[0]["n_val"], "n_test": rs[0]["n_test"],
+                     "params": rs[0]["params"], "claims": rs[0].get("claims"), "epochs": rs[0].get("epochs")})
+    return rows
+
+
+def curve_table(rows: Sequence[Mapping[str, Any]], scale: float = 1.0, digits: int = 2,
+                metric_label: str = "test accuracy (%)") -> str:
+    """Per set: models as rows, training-set sizes as columns, ``mean +- std (seeds)`` cells."""
+    out = []
+    for s in dict.fromkeys(r["set"] for r in rows):
+        rs = [r for r in rows if r["set"] == s]
+        sizes = sorted({r["n_train"] for r in rs})
+        cell = {(r["model"], r["n_train"]): r for r in rs}
+        out.append(f"{s}: {metric_label} against training INRs ({rs[0]['n_val']} val / {rs[0]['n_test']} test)\n")
+        out.append("| model | symmetry claimed | " + " | ".join(f"{n:,}" for n in sizes) + " |")
+        out.append("|---|---|" + "---|" * len(sizes))
+        for m in dict.fromkeys(r["model"] for r in rs):
+            vals = []
+            for n in sizes:
+                r = cell.get((m, n))
+                vals.append("-" if r is None else
+                            f"{r['mean'] * scale:.{digits}f} +- {r['std'] * scale:.{digits}f} ({r['n']})")
+            claims = next(r.get("claims") for r in rs if r["model"] == m) or "-"
+            out.append(f"| {m} | {claims} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def save_curve_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_label: str, scale: float = 1.0,
+                    title: str | None = None, reference: Mapping[str, float] | None = None) -> None:
+    """A PNG per-set panel of ``metric`` against training-set size (log axis), one line per model
+    with markers at the measured sizes (error bars = std over seeds where there are several);
+    ``reference`` (label -> value) is drawn as dotted horizontal lines (e.g. the paper's numbers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets) + 1.6, 3.2), squeeze=False)
+    for ax, s in zip(axes[0], sets):
+        rs = [r for r in rows if r["set"] == s]
+        for m in dict.fromkeys(r["model"] for r in rs):
+            pts = sorted((r["n_train"], r["mean"] * scale, r["std"] * scale, r["n"]) for r in rs if r["model"] == m)
+            xs, ys, es, ns = zip(*pts)
+            line, = ax.plot(xs, ys, marker="o", label=m)
+            if any(n > 1 for n in ns):
+                ax.errorbar(xs, ys, yerr=es, fmt="none", ecolor=line.get_color(), capsize=2)
+        for label, v in (reference or {}).items():
+            ax.axhline(v, color="k", linestyle=":", linewidth=1)
+            ax.annotate(label, (ax.get_xlim()[0], v), fontsize=6, va="bottom")
+        ax.set_xscale("log")
+        ax.set_xlabel("training INRs")
+        ax.set_ylabel(metric_label)
+        ax.set_title(s, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_curve_reports(out: Path, heading: str, rows: Sequence[Mapping[str, Any]], payload: Mapping[str, Any], *,
+                        metric_label: str, scale: float = 1.0, digits: int = 2, plot_title: str | None = None,
+                        reference: Mapping[str, float] | None = None) -> str:
+    """``learning_curve.json`` / ``.md`` / ``.png`` in ``out`` (atomic writes); returns the table."""
+    table = curve_table(rows, scale=scale, digits=digits, metric_label=metric_label)
+    write_json(out / "learning_curve.json", {**payload, "summary": list(rows)})
+    with atomic_open(out / "learning_curve.md") as f:
+        f.write(f"# {heading}: learning curve\n\n{table}")
+    save_curve_plot(out / "learning_curve.png", rows, metric_label, scale=scale, title=plot_title, reference=reference)
+    return table

@@ -283,6 +283,26 @@ def _jsonable(cfg: Any) -> str:
 
 # --- the trainer ------------------------------------------------------------------------------
 
+#: Learning-rate schedules after warm-up: ``constant``, or ``cosine`` decay to 0 at the last step.
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, schedule: str = "constant") -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based) of ``total_steps``:
+    linear warm-up ``(step + 1) / warmup_steps`` for the first ``warmup_steps`` steps (the paper's
+    INR runs warm up over 10k steps), then 1 (``constant``) or ``(1 + cos(pi t)) / 2`` with ``t`` the
+    fraction of the post-warm-up steps done (``cosine``)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        span = max(1, total_steps - warmup_steps)
+        t = min(1.0, (step - warmup_steps) / span)
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+
+
 class Trainer:
     """See the module docstring. ``select``: ``"loss"`` (validation loss, lower is better) or a
     metric name (validation value, direction from :data:`HIGHER_IS_BETTER` unless ``select_mode``
@@ -309,7 +329,8 @@ class Trainer:
                  resume: bool = True, progress: bool = True, device: str | torch.device | None = None,
                  config: Mapping[str, Any] | None = None, find_unused_parameters: bool | None = None,
                  stop_after: int | None = None, desc: str = "train", collate: Callable | None = None,
-                 on_nonfinite: str = "raise", verbose: bool = False) -> None:
+                 on_nonfinite: str = "raise", verbose: bool = False, warmup_steps: int = 0,
+                 lr_schedule: str = "constant") -> None:
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         if batch_size < 1:
@@ -334,6 +355,11 @@ class Trainer:
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or max(batch_size, 256))
         self.lr, self.weight_decay, self.optimizer_name, self.grad_clip = float(lr), float(weight_decay), optimizer, grad_clip
+        if not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        self.warmup_steps, self.lr_schedule = warmup_steps, lr_schedule
         self.seed = int(seed)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.select = select
@@ -394,6 +420,10 @@ class Trainer:
         if name == "sgd":
             return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
         raise ValueError(f"optimizer must be adam, adamw or sgd; got {self.optimizer_name!r}")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based): :func:`lr_factor` times ``lr``."""
+        return self.lr * lr_factor(step, self.epochs * self.steps_per_epoch(), self.warmup_steps, self.lr_schedule)
 
     def _epoch_indices(self, epoch: int) -> Tensor:
         g = torch.Generator().manual_seed(derive_seed(self.seed, "order", epoch))
@@ -535,7 +565,7 @@ class Trainer:
                 mine = self._epoch_indices(epoch)
                 gen = torch.Generator().manual_seed(derive_seed(self.seed, "transform", epoch, self.dist.rank))
                 loss_sum, count, skipped = 0.0, 0, 0
-                for s in range(0, len(mine), bs):
+                for k_step, s in enumerate(range(0, len(mine), bs)):
                     idx = mine[s:s + bs]
                     batch = self.train_data.take(idx)
                     if self.transform is not None:
@@ -560,6 +590,11 @@ class Trainer:
                                                  "(on_nonfinite='skip' skips such steps)")
                     if self.grad_clip:
                         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                    if self.warmup_steps or self.lr_schedule != "constant":
+                        # a function of the global step, so a resumed run follows the same schedule
+                        lr_now = self.lr_at(epoch * steps + k_step)
+                        for group in self.optimizer.param_groups:
+                            group["lr"] = lr_now
                     self.optimizer.step()
                     loss_sum += float(loss.detach()) * len(idx)
                     count += len(idx)
