@@ -80,6 +80,7 @@ for line in sys.stdin:
     if req["op"] == "run":
         pid = os.fork()
         if pid == 0:
+            os.environ.update(req.get("env") or {})
             fault_utils._child(req["argv"], req["log"], req["cwd"])  # never returns
         reply = {"pid": pid}
     else:  # status
@@ -119,9 +120,12 @@ class ForkServer:
             raise RuntimeError(f"fork server died (exit code {self.proc.poll()})")
         return json.loads(line)
 
-    def run(self, argv: Sequence[str], log: Path, cwd: Path | None = None) -> "CliProcess":
+    def run(self, argv: Sequence[str], log: Path, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> "CliProcess":
+        """Fork a child running ``mnfn argv`` (stdout and stderr to ``log``), with ``env`` added to its
+        environment (e.g. :data:`mnfn.io.STOP_ENV`)."""
         pid = self._ask({"op": "run", "argv": [str(a) for a in argv], "log": str(log),
-                         "cwd": str(cwd or Path.cwd())})["pid"]
+                         "cwd": str(cwd or Path.cwd()), "env": dict(env or {})})["pid"]
         child = CliProcess(self, pid, log)
         self.children.append(child)
         return child

@@ -8,10 +8,11 @@
    ``WeightSpaceError``, ``ConfigError``: all ``ValueError``) whose message names the file (or the
    field/shape) and the problem; the CLI prints one line ``mnfn <cmd>: error: ...`` and exits 2.
    Mixed architectures in one batch are refused.
-2. ``mnfn zoo make``, ``mnfn inr make`` and ``mnfn train predict-gen`` are SIGKILLed (whole process
-   group) at seeded random points and rerun: no file is ever half-written under its final name, and
-   the result is the uninterrupted run's, byte for byte (zoo, INR chunks) or value for value
-   (``metrics.json``).
+2. ``mnfn zoo make``, ``mnfn inr make`` and ``mnfn train predict-gen|classify-inr|edit-inr`` are
+   SIGKILLed (whole process group) at chosen points of progress (the run stops itself before its
+   N-th rename onto a chosen file, :data:`mnfn.io.STOP_ENV`: mid-run and during the final write)
+   and rerun: no file is ever half-written under its final name, and the result is the
+   uninterrupted run's, byte for byte (zoo, INR chunks) or value for value (``metrics.json``).
 3. Extreme weights: float32 Monomial-NFN, its editor and canon-HNP on zoo CNNs moved by group
    elements with scales from 1e-6 to 1e6 give finite outputs within 1e-3 (relative) of the
    unmoved ones; weights of 1e-15 and subnormal 1e-40 give finite outputs and gradients.
@@ -33,7 +34,7 @@ import struct
 import tarfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ from mnfn.data.images import load_images
 from mnfn.data.inr import InrDataset, make_inr_dataset, read_nfn_file
 from mnfn.data.zoo import ZooDataset
 from mnfn.groups import ScaleDist, sample_element
-from mnfn.io import DataFormatError, atomic_open, load_torch, save_npz, save_torch
+from mnfn.io import STOP_ENV, DataFormatError, atomic_open, load_torch, save_npz, save_torch
 from mnfn.models import build_model
 from mnfn.tasks.config import ConfigError
 from mnfn.weightspace import (WeightSpaceError, WeightSpaceFeatures, build_module, features_from_modules,
@@ -421,7 +422,7 @@ def test_inr_empty_set_and_resume_over_a_corrupt_chunk(inr_set, tmp_path):
     # A rerun of `inr make` over a corrupt chunk names it and says what to do.
     fu.truncate(d / CHUNK, 0.5)
     fu.assert_cli_error(["inr", "make", "--dataset", "digits", "--num", "4", "--split", "both", "--out", d, "--batch", "4",
-                         "--max-steps", "30", "--seed", "1", "--no-progress"], CHUNK, "Delete")
+                         "--recipe", "fast", "--max-steps", "30", "--seed", "1", "--no-progress"], CHUNK, "Delete")
     assert not list(d.rglob("*.tmp"))
 
 
@@ -681,36 +682,37 @@ def test_mixed_architectures_dtypes_and_empty_batches_are_refused():
 
 
 # =================================================================================================
-# 2. interrupted jobs: SIGKILL at random points, rerun, same result, nothing half-written
+# 2. interrupted jobs: SIGKILL at chosen points of progress, rerun, same result, nothing half-written
 # =================================================================================================
 
-def _kill_rounds(argv: list[str], out: Path, tmp: Path, started: Callable[[], bool], finished: Callable[[], bool],
-                 seed: int, rounds: int = 3) -> list[str]:
-    """Run ``argv`` in a forked child (own process group) ``rounds`` times, SIGKILLing each at a random
-    point; after every kill each file under ``out`` with a final name must load. Returns what each
-    kill interrupted."""
+STOPPED = "mnfn: stopped before renaming"
+
+
+def _kill_rounds(argv: list[str], out: Path, tmp: Path, stops: Sequence[tuple[str, int]]) -> list[str]:
+    """First an uninterrupted reference run of ``argv`` into ``tmp/ref``; then, for each stop
+    ``(pattern, n)``, a run into ``out`` that stops itself right before its ``n``-th rename onto a file
+    matching ``pattern`` (:data:`mnfn.io.STOP_ENV`) and is SIGKILLed there (whole process group), so
+    each kill lands at a chosen point of progress whatever the machine's speed. After every kill each
+    file under ``out`` with a final name must load. Returns where each kill landed."""
     server = _server()
-    # An uninterrupted run in a child: its duration sets the range of kill points.
-    ref_out = tmp / "timing"
-    timing_argv = [str(ref_out) if a == str(out) else a for a in argv]
-    t0 = time.monotonic()
-    p = server.run(timing_argv, tmp / "timing.log")
-    code = p.wait(300)
-    duration = time.monotonic() - t0
-    assert code == 0, (tmp / "timing.log").read_text()[-2000:]
-    rng = random.Random(seed)
+    ref_out = tmp / "ref"
+    p = server.run([str(ref_out) if a == str(out) else a for a in argv], tmp / "ref.log")
+    assert p.wait(300) == 0, (tmp / "ref.log").read_text()[-2000:]
     states = []
-    for k in range(rounds):
-        p = server.run(argv, tmp / f"kill{k}.log")
-        delay = rng.uniform(0.1, 0.9) * duration
-        time.sleep(delay)
-        alive = p.poll() is None
+    for k, (pattern, n) in enumerate(stops):
+        log = tmp / f"kill{k}.log"
+        p = server.run(argv, log, env={STOP_ENV: f"{pattern}:{n}"})
+        def said() -> str:  # the child creates its log after the fork
+            return log.read_text(errors="replace") if log.exists() else ""
+
+        reached = fu.wait_for(lambda: STOPPED in said(), 300, p)
+        where = next((ln for ln in said().splitlines() if STOPPED in ln), "")
+        assert reached, (f"kill {k}: the run never reached rename #{n} of {pattern!r} (exit {p.poll()}); "
+                         f"earlier kills: {states}; log: {said()[-1500:]}")
         p.kill()
         temps = fu.check_tree_whole(out)
         assert all(fu.is_temp(t) for t in temps)
-        states.append(f"kill {k} at {delay:.2f}s of ~{duration:.2f}s: "
-                      f"{'interrupted' if alive and not finished() else 'after the end'}"
-                      f"{', started' if started() else ', before any output'}")
+        states.append(f"kill {k}: {where.replace(str(tmp), '<tmp>')}")
     return states
 
 
@@ -727,16 +729,17 @@ ZOO_FILES = ("weights.npy", "metrics.csv.gz", "layout.csv", "zoo.json")
 def test_zoo_make_killed_and_rerun_gives_the_same_zoo(tmp_path):
     out = tmp_path / "zoo"
     argv = [*ZOO_MAKE, "--out", str(out)]
-    states = _kill_rounds(argv, out, tmp_path, lambda: (out / ".parts").exists(),
-                          lambda: (out / "zoo.json").exists(), seed=11)
+    # two kills mid-run (2, then 3 nets trained), one during the final write (weights.npy renamed,
+    # metrics.csv.gz not yet)
+    states = _kill_rounds(argv, out, tmp_path, [("net*.npz", 3), ("net*.npz", 2), ("metrics.csv.gz", 1)])
+    assert (out / "weights.npy").is_file() and not (out / "zoo.json").exists(), states
     _rerun(argv, tmp_path)
-    ref = tmp_path / "timing"
+    ref = tmp_path / "ref"
     for f in ZOO_FILES:
         assert (out / f).read_bytes() == (ref / f).read_bytes(), f"{f} differs after kills: {states}"
     assert not (out / ".parts").exists()
     assert not [p for p in out.rglob("*") if p.is_file() and not fu.is_temp(p) and p.name not in ZOO_FILES]
     print(*states, sep="\n")
-    assert any("interrupted" in s for s in states), states
 
 
 INR_MAKE = ["inr", "make", "--dataset", "digits", "--num", "12", "--split", "both", "--batch", "4", "--max-steps", "60",
@@ -754,16 +757,16 @@ def _chunk_bytes(root: Path) -> dict[str, dict[str, bytes]]:
 def test_inr_make_killed_and_rerun_gives_the_same_set(tmp_path):
     out = tmp_path / "inr"
     argv = [*INR_MAKE, "--out", str(out)]
-    states = _kill_rounds(argv, out, tmp_path, lambda: (out / "meta.json").exists(),
-                          lambda: (out / "index.csv").exists(), seed=12)
+    # two kills mid-run (1, then 2 of 6 chunks written), one before the final index.csv
+    states = _kill_rounds(argv, out, tmp_path, [("*-0*.npz", 2), ("*-0*.npz", 2), ("index.csv", 1)])
+    assert len(list((out / "chunks").glob("*.npz"))) == 6 and not (out / "index.csv").exists(), states
     _rerun(argv, tmp_path)
-    ref = tmp_path / "timing"
+    ref = tmp_path / "ref"
     assert _chunk_bytes(out) == _chunk_bytes(ref), states
     assert len(_chunk_bytes(out)) == 6
     assert (out / "index.csv").read_text() == (ref / "index.csv").read_text()
     assert json.loads((out / "meta.json").read_text()) == json.loads((ref / "meta.json").read_text())
     print(*states, sep="\n")
-    assert any("interrupted" in s for s in states), states
 
 
 def _drop_seconds(obj: Any) -> Any:
@@ -775,9 +778,11 @@ def _drop_seconds(obj: Any) -> Any:
 def test_predict_gen_killed_and_rerun_gives_the_same_metrics(zoo, tmp_path):
     out = tmp_path / "run"
     argv = _pg_argv(zoo, out, "--set", "epochs=3", "--seed", "2")
-    states = _kill_rounds(argv, out, tmp_path, lambda: out.exists(), lambda: (out / "metrics.json").exists(), seed=13)
+    # after epoch 1; again before epoch 2's last.pt (best.pt may already be newer); before metrics.json
+    states = _kill_rounds(argv, out, tmp_path, [("last.pt", 2), ("last.pt", 1), ("metrics.json", 1)])
+    assert (out / "last.pt").is_file() and not (out / "metrics.json").exists(), states
     _rerun(argv, tmp_path)
-    ref = tmp_path / "timing"
+    ref = tmp_path / "ref"
     got, want = json.loads((out / "metrics.json").read_text()), json.loads((ref / "metrics.json").read_text())
     assert _drop_seconds(got) == _drop_seconds(want), states
     assert got["complete"] and got["epochs_done"] == 3
@@ -792,7 +797,55 @@ def test_predict_gen_killed_and_rerun_gives_the_same_metrics(zoo, tmp_path):
         assert a["epoch"] == b["epoch"]
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
     print(*states, sep="\n")
-    assert any("interrupted" in s for s in states), states
+
+
+INR_TRAIN_CFG = ("epochs: 3\nbatch_size: 8\nval_size: 4\nmodels:\n  monomial-inr: {hidden: [4, 4], head: [8]}\n"
+                 "  monomial-editor: {hidden: [4, 4]}\n")
+
+
+@pytest.fixture(scope="module")
+def tiny_inrs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("inrs") / "digits"
+    inr.make_inr_dataset(root, "digits", num=16, splits=("train", "test"), fit=inr.FitConfig(max_steps=5),
+                         batch_size=16, progress=False)
+    return root
+
+
+def _check_train_kills(argv: list[str], out: Path, tmp: Path, extra_files: Sequence[str] = ()) -> None:
+    states = _kill_rounds(argv, out, tmp, [("last.pt", 2), ("last.pt", 1), ("metrics.json", 1)])
+    assert (out / "last.pt").is_file() and not (out / "metrics.json").exists(), states
+    _rerun(argv, tmp)
+    ref = tmp / "ref"
+    got, want = json.loads((out / "metrics.json").read_text()), json.loads((ref / "metrics.json").read_text())
+    for d in (got, want):
+        d.pop("config", None)
+        d["inrs"] = None
+    assert _drop_seconds(got) == _drop_seconds(want), states
+    assert got["completed"] and got["epochs_done"] == 3, states
+    a, b = load_torch(out / "best.pt"), load_torch(ref / "best.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"]), states
+    for f in extra_files:
+        x, y = np.load(out / f, allow_pickle=False), np.load(ref / f, allow_pickle=False)
+        assert all(np.array_equal(x[k], y[k]) for k in y.files), (f, states)
+    print(*states, sep="\n")
+
+
+def test_classify_inr_killed_and_rerun_gives_the_same_metrics(tiny_inrs, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(INR_TRAIN_CFG)
+    out = tmp_path / "run"
+    argv = ["train", "classify-inr", "--inrs", str(tiny_inrs), "--model", "monomial-inr", "--config", str(cfg),
+            "--seed", "4", "--out", str(out), "--no-progress", "--threads", "1"]
+    _check_train_kills(argv, out, tmp_path)
+
+
+def test_edit_inr_killed_and_rerun_gives_the_same_metrics(tiny_inrs, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(INR_TRAIN_CFG + "samples: 2\n")
+    out = tmp_path / "run"
+    argv = ["train", "edit-inr", "--inrs", str(tiny_inrs), "--edit", "dilate", "--model", "monomial-editor",
+            "--config", str(cfg), "--seed", "4", "--out", str(out), "--no-progress", "--threads", "1"]
+    _check_train_kills(argv, out, tmp_path, extra_files=("samples.npz",))
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -22,7 +22,7 @@ from mnfn.data import zoo as Z
 from mnfn.data.images import load_images
 from mnfn.data.zoo import Augment, Recipe, ZooDataset, make_zoo, merge_zoos
 from mnfn.groups import ScaleDist
-from mnfn.io import DataFormatError
+from mnfn.io import STOP_ENV, DataFormatError
 from mnfn.weightspace import (WeightSpaceError, build_module, features_from_modules, functional_forward,
                               zoo_cnn_spec)
 
@@ -156,19 +156,21 @@ def test_resume_after_kill(zoo_dir, tmp_path):
     cmd = [sys.executable, "-m", "mnfn", "zoo", "make", "--dataset", "digits", "--num-nets", str(NUM), "--out",
            str(out), "--seed", "3", "--epochs", str(TINY.epochs), "--train-images", str(TINY.train_images),
            "--test-images", str(TINY.test_images), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # The run stops itself right before renaming its 3rd net (mnfn.io.STOP_ENV): the kill lands after
+    # exactly 2 nets, however fast the machine.
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                env={**os.environ, STOP_ENV: "net*.npz:3"})
     parts = out / ".parts"
     t0 = time.time()
-    while time.time() - t0 < 60 and not list(parts.glob("net*.npz")) and proc.poll() is None:
+    while time.time() - t0 < 300 and b"stopped before renaming" not in log.read_bytes() and proc.poll() is None:
         time.sleep(0.01)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the CLI process (and any worker processes it started)
-    except ProcessLookupError:
-        pass
+    assert b"stopped before renaming #3" in log.read_bytes(), log.read_text()[-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI process (and any worker processes it started)
     proc.wait()
     n_done = len(list(parts.glob("net*.npz")))
-    if n_done == 0 or (out / "zoo.json").exists():
-        pytest.skip("the subprocess was killed before its first net or after its last")
+    assert n_done == 2 and not (out / "zoo.json").exists()
     res = make_zoo(out, "digits", NUM, seed=3, recipe=TINY, progress=False)
     assert res.complete and res.trained_now == NUM - n_done
     _same_files(zoo_dir, out)

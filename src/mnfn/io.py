@@ -7,8 +7,11 @@ so a killed job never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
+import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -16,12 +19,36 @@ from typing import IO, Any, Iterator
 import numpy as np
 import torch
 
-__all__ = ["atomic_path", "atomic_open", "write_json", "read_json", "save_npz", "load_npz",
+__all__ = ["STOP_ENV", "atomic_path", "atomic_open", "write_json", "read_json", "save_npz", "load_npz",
            "save_torch", "load_torch", "DataFormatError"]
 
 
 class DataFormatError(ValueError):
     """A file the project reads is missing, truncated or malformed; the message names the file."""
+
+
+#: Test hook of the kill tests (tests/test_faults.py): ``MNFN_STOP_BEFORE_RENAME="PATTERN:N"`` makes
+#: a process stop itself (``SIGSTOP``) right before its N-th rename onto a final file whose name
+#: matches the glob ``PATTERN`` (the temporary file is complete, the final name not yet written),
+#: after printing ``mnfn: stopped before renaming ... onto PATH`` to stderr. A killer that sees the
+#: line then ``SIGKILL``s it at exactly that point: kills land on progress, not on timing guesses.
+#: Unset (always, outside those tests) it costs one environment lookup per written file.
+STOP_ENV = "MNFN_STOP_BEFORE_RENAME"
+_stop_counts: dict[str, int] = {}
+
+
+def _stop_point(path: Path) -> None:
+    spec = os.environ.get(STOP_ENV)
+    if not spec:
+        return
+    pattern, _, n = spec.rpartition(":")
+    if not fnmatch.fnmatch(path.name, pattern):
+        return
+    _stop_counts[spec] = _stop_counts.get(spec, 0) + 1
+    if _stop_counts[spec] == int(n):
+        sys.stderr.write(f"mnfn: stopped before renaming #{n} matching {pattern!r} onto {path}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 @contextlib.contextmanager
@@ -34,6 +61,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _stop_point(path)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
