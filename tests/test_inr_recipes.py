@@ -128,6 +128,11 @@ def test_merge_train_and_test_made_apart(tmp_path):
         merge_inr_datasets([tmp_path / "tr", tmp_path / "other"], tmp_path / "bad")
     with pytest.raises(ValueError, match="overlap"):
         merge_inr_datasets([tmp_path / "tr", tmp_path / "both"], tmp_path / "bad2")
+    # the splits may cover different numbers of images (e.g. 50,000 train images, the whole test split)
+    make_inr_dataset(tmp_path / "tr4", "digits", splits=("train",), **{**kw, "num": 4})
+    s = merge_inr_datasets([tmp_path / "tr4", tmp_path / "te"], tmp_path / "mixed")
+    assert s.complete and s.nets == 12 and read_meta(tmp_path / "mixed")["plan"]["num"] == {"train": 4, "test": 8}
+    assert len(InrDataset(tmp_path / "mixed", "train")) == 4 and len(InrDataset(tmp_path / "mixed", "test")) == 8
 
 
 def test_tensor_stats_moved_is_zero_for_unfitted_nets(tmp_path):

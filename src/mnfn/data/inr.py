@@ -999,31 +999,46 @@ def _run_jobs_in_processes(jobs: list[tuple], workers: int, on_done: Callable[[l
 
 # --- merge -----------------------------------------------------------------------------------
 
+_PER_SPLIT_PLAN = ("splits", "num", "select")
+
+
 def _without_splits(meta: dict[str, Any]) -> dict[str, Any]:
-    plan = {k: v for k, v in (meta.get("plan") or {}).items() if k != "splits"}
+    plan = {k: v for k, v in (meta.get("plan") or {}).items() if k not in _PER_SPLIT_PLAN}
     return {**meta, "plan": plan}
 
 
 def _merged_meta(sources: Sequence[str | Path], metas: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``meta.json`` of the union of ``sources``: shards of one run, or runs with the same settings
-    that fitted different splits (e.g. ``--split train`` and ``--split test`` made apart)."""
+    that fitted different splits (e.g. ``--split train --num 50000`` and ``--split test`` made apart;
+    which images of a split were fitted, ``num`` and ``select``, may then differ by split)."""
     base = metas[0]
-    groups: dict[tuple[str, ...], int] = {}
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
     for src, m in zip(sources, metas):
         diff = _config_diff(_without_splits(base), _without_splits(m))
         if diff:
             raise ValueError(f"{Path(src) / 'meta.json'}: settings differ from {Path(sources[0]) / 'meta.json'} "
                              f"({', '.join(diff)}); only folders of one run, or of one run's settings for "
                              "different splits, can be merged")
-        groups[tuple((m.get("plan") or {}).get("splits") or ())] = int(m.get("chunks_expected") or 0)
+        splits = tuple((m.get("plan") or {}).get("splits") or ())
+        if splits in groups and _config_diff(groups[splits], m):
+            raise ValueError(f"{Path(src) / 'meta.json'}: fits the same splits ({'+'.join(splits)}) as another "
+                             f"source with other settings ({', '.join(_config_diff(groups[splits], m))})")
+        groups.setdefault(splits, m)
     seen: set[str] = set()
     for splits in groups:
         if seen & set(splits):
             raise ValueError(f"cannot merge folders whose split lists overlap without being equal "
                              f"({', '.join('+'.join(g) for g in groups)})")
         seen |= set(splits)
-    merged = {**base, "plan": {**base["plan"], "splits": [s for s in SPLITS if s in seen]}}
-    merged["chunks_expected"] = sum(groups.values())
+    if len(groups) == 1:
+        return base
+    plan = {k: v for k, v in base["plan"].items() if k not in _PER_SPLIT_PLAN}
+    for key in ("num", "select"):
+        per = {s: (m.get("plan") or {}).get(key) for splits, m in groups.items() for s in splits}
+        vals = set(map(str, per.values()))
+        plan[key] = next(iter(per.values())) if len(vals) == 1 else {s: per[s] for s in SPLITS if s in per}
+    merged = {**base, "plan": {"splits": [s for s in SPLITS if s in seen], **plan}}
+    merged["chunks_expected"] = sum(int(m.get("chunks_expected") or 0) for m in groups.values())
     return merged
 
 
