@@ -370,3 +370,5 @@ def _register() -> None:
 
 
 _register()
+
+from . import inr_probes  # noqa: E402,F401  (registers monomial-inr-probe and probe-mlp)

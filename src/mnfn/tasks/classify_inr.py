@@ -138,7 +138,10 @@ def build_inr_model(name: str, spec, cfg: Mapping[str, Any], scales: torch.Tenso
     if kind == "invariant" and cfg.get("feature_norm", False):
         add_feature_norm(model)
     if scales is not None:
-        model = TensorScale(model, scales, rescale_output=(kind == "equivariant"))
+        if hasattr(model, "set_input_scales"):  # models that also read the raw weights (probes) scale inside
+            model.set_input_scales(scales)
+        else:
+            model = TensorScale(model, scales, rescale_output=(kind == "equivariant"))
     return model
 
 
