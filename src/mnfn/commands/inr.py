@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--dataset", required=True, choices=INR_DATASETS)
     m.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
     m.add_argument("--num", type=int, default=None, help="images per split (default: all)")
-    m.add_argument("--split", choices=("train", "test", "both"), default="train")
+    m.add_argument("--split", choices=("train", "test", "both"), default="both",
+                   help="which image split(s) to fit: the classifiers and editors need both (default both)")
     m.add_argument("--select", choices=("first", "random"), default="first",
                    help="which NUM images: the first, or a fixed random sample (seed 0) (default first)")
     m.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from .. import distributed as D
 from ..groups import ScaleDist, sample_element
-from ..io import read_json, write_json
+from ..io import atomic_open, read_json, write_json
 from ..models import MODELS, build_model, count_parameters
 from ..weightspace import Symmetry, WeightSpaceFeatures, WeightSpaceSpec
 from .config import ConfigError, add_config_arguments, config_digest, load_config
@@ -321,6 +321,8 @@ def run_train(args: argparse.Namespace) -> int:
                             restart=args.restart, stop_after=args.stop_after, verbose_epochs=not args.progress)
     if not res["complete"]:
         print(f"stopped after epoch {res['epochs_done']}/{res['epochs']}; run the same command to resume")
+    out = Path(args.out) if args.out else default_out(args.zoo, args.model, args.activation, args.train_augment, args.seed)
+    print(f"wrote {out / 'metrics.json'} (checkpoints and log.csv beside it)")
     return 0
 
 
@@ -417,7 +419,8 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
         md = markdown_table(report)
         if missing:
             md += f"\n({len(missing)} of {len(cells)} cells not finished yet: {', '.join(missing)})\n"
-        (out / "results.md").write_text(md)
+        with atomic_open(out / "results.md") as fh:
+            fh.write(md)
         plot_results(report, out / "tau_vs_scale.png")
         print(md)
     return report
@@ -552,6 +555,8 @@ def run_experiment_cli(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     run_experiment(args.zoo, args.out, models, seeds, args.activation, cfg, augments=args.train_augments or ["none"],
                    progress=args.progress, device=args.device, shard=args.shard)
+    out = Path(args.out)
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'tau_vs_scale.png'} (runs in {out})")
     return 0
 
 

@@ -596,11 +596,12 @@ class Trainer:
                         for group in self.optimizer.param_groups:
                             group["lr"] = lr_now
                     self.optimizer.step()
-                    loss_sum += float(loss.detach()) * len(idx)
+                    loss_value = float(loss.detach())
+                    loss_sum += loss_value * len(idx)
                     count += len(idx)
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.4f}", refresh=False)
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.4f}", refresh=False)
                 tot = D.all_reduce_sum(torch.tensor([loss_sum, float(count)], dtype=torch.float64))
                 row: dict[str, float] = {"epoch": epoch + 1, "train_loss": float(tot[0] / max(tot[1], 1))}
                 if self.on_nonfinite == "skip":
