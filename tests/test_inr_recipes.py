@@ -194,3 +194,20 @@ def test_learning_curve_cli(tmp_path, capsys):
     assert capsys.readouterr().out.count("done before") == 4
     assert main(args[:-4] + ["--train-sizes", "0,4", "--out", str(out)]) == 2
     assert "--train-sizes" in capsys.readouterr().err
+
+
+def test_val_from_start_and_max_train_beyond_the_set(tmp_path):
+    from mnfn.tasks.classify_inr import load_splits, n_train
+
+    root = tmp_path / "s"
+    make_inr_dataset(root, "digits", num=12, splits=("train", "test"), fit=FitConfig(max_steps=1), batch_size=12,
+                     progress=False)
+    tr, va, te = load_splits(root, 4, val_from="start")
+    assert va.image_index.tolist() == [0, 1, 2, 3] and tr.image_index.tolist() == list(range(4, 12))
+    tr_end, va_end, _ = load_splits(root, 4)
+    assert va_end.image_index.tolist() == [8, 9, 10, 11] and len(te) == 12
+    assert n_train(tr, 5) == 5 and n_train(tr, None) == 8
+    with pytest.raises(ValueError, match="max_train 9 but the set has 8 training nets"):
+        n_train(tr, 9)
+    with pytest.raises(ValueError, match="val_from"):
+        InrDataset(root, "val", val_size=4, val_from="middle")

@@ -1328,7 +1328,8 @@ class InrDataset(torch.utils.data.Dataset):
     """SIRENs of an INR set folder as weight-space features, with labels and (on request) the images.
 
     ``split``: ``train``, ``val``, ``test`` or ``all``. ``val_size`` (a count, or a fraction < 1) moves
-    the *last* train items (by image index, like NFN's 45000/5000 split) from ``train`` into ``val``.
+    the *last* train items (by image index, like NFN's 45000/5000 split; ``val_from="start"``: the
+    first) from ``train`` into ``val``.
     ``split_points=(a, b)`` instead splits by the NFN net index ``g`` (train images first, then test
     images: ``g = image_index (+ train size for test images)``): train ``g < a``, val ``a <= g < b``,
     test ``g >= b``; NFN's experiments use ``(45000, 50000)``.
@@ -1342,9 +1343,13 @@ class InrDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | Path, split: str = "train", *, with_images: bool = False,
                  val_size: int | float = 0, split_points: tuple[int, int] | None = None,
-                 data_root: str | Path | None = None, dtype: torch.dtype = torch.float32) -> None:
+                 data_root: str | Path | None = None, dtype: torch.dtype = torch.float32,
+                 val_from: str = "end") -> None:
         if split not in ("train", "val", "test", "all"):
             raise ValueError(f"split must be train, val, test or all, got {split!r}")
+        if val_from not in ("start", "end"):
+            raise ValueError(f"val_from must be 'start' or 'end', got {val_from!r}")
+        self.val_from = val_from
         self.root = Path(root)
         self.meta = read_meta(self.root)
         self.spec: WeightSpaceSpec = _meta_spec(self.meta)
@@ -1405,13 +1410,18 @@ class InrDataset(torch.utils.data.Dataset):
         n_val = int(round(val_size * len(train_rows))) if isinstance(val_size, float) and val_size < 1 else int(val_size)
         if n_val < 0 or n_val > len(train_rows):
             raise ValueError(f"val_size {val_size} does not fit {len(train_rows)} train items")
-        cut = len(train_rows) - n_val
+        # val_from="end": the last train items validate (NFN's 45000/5000); "start": the first ones,
+        # so a set still being fitted in image order has its validation nets from the beginning
+        if self.val_from == "end":
+            train_part, val_part = train_rows[:len(train_rows) - n_val], train_rows[len(train_rows) - n_val:]
+        else:
+            train_part, val_part = train_rows[n_val:], train_rows[:n_val]
         if split == "train":
-            return train_rows[:cut]
+            return train_part
         if split == "val":
             if n_val == 0:
                 raise ValueError("split 'val' needs val_size > 0 (or split_points)")
-            return train_rows[cut:]
+            return val_part
         if split == "test":
             return [r for r in rows if r["split"] == "test"]
         return rows

@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_schedule": "constant",  # after warm-up: constant or cosine (to 0 at the last step)
     "grad_clip": None,
     "val_size": 0.1,  # fraction (or count) of the train split held out for checkpoint selection
+    "val_from": "end",  # which end of the train split (in image order) validates: end (NFN's) or start
     "max_train": None,  # use at most this many training nets (None: all)
     "normalize": True,  # divide each tensor by its training-set RMS (keeps every symmetry)
     "augment": False,  # random sign flips x permutations of each training batch
@@ -78,12 +79,13 @@ DEFAULTS: dict[str, Any] = {
 # --- data --------------------------------------------------------------------------------------
 
 def load_splits(inrs: str | Path, val_size: int | float, with_images: bool = False,
-                data_root: str | Path | None = None) -> tuple[InrDataset, InrDataset, InrDataset]:
-    """Train, validation and test :class:`InrDataset` of an INR set folder."""
+                data_root: str | Path | None = None, val_from: str = "end") -> tuple[InrDataset, InrDataset, InrDataset]:
+    """Train, validation and test :class:`InrDataset` of an INR set folder (``val_size`` training
+    nets from the ``val_from`` end of the train split validate)."""
     root = Path(inrs)
     if not (root / "meta.json").is_file():
         raise FileNotFoundError(f"{root}: not an INR set (no meta.json); make one with `mnfn inr make`")
-    kw = dict(val_size=val_size, with_images=with_images, data_root=data_root)
+    kw = dict(val_size=val_size, with_images=with_images, data_root=data_root, val_from=val_from)
     train = InrDataset(root, "train", **kw)
     val = InrDataset(root, "val", **kw)
     test = InrDataset(root, "test", **kw)
@@ -93,8 +95,16 @@ def load_splits(inrs: str | Path, val_size: int | float, with_images: bool = Fal
 
 
 def n_train(train: InrDataset, max_train: int | None) -> int:
-    """How many training nets a run uses: all, or the first ``max_train``."""
-    return len(train) if max_train is None else max(1, min(int(max_train), len(train)))
+    """How many training nets a run uses: all, or the first ``max_train`` (more than the set has is an
+    error, so a learning-curve point is never silently smaller than its label)."""
+    if max_train is None:
+        return len(train)
+    if int(max_train) < 1:
+        raise ValueError(f"max_train must be >= 1, got {max_train}")
+    if int(max_train) > len(train):
+        raise ValueError(f"{train.root}: max_train {int(max_train)} but the set has {len(train)} training nets "
+                         f"(after validation); fit more, or ask for fewer")
+    return int(max_train)
 
 
 def group_augment(spec) -> Callable[[Any, torch.Generator], Any]:
@@ -186,7 +196,7 @@ def train_classifier(inrs: str | Path, model_name: str, cfg: Mapping[str, Any], 
     """Train ``model_name`` on the INR set ``inrs``; returns (and writes to ``out_dir/metrics.json``)
     the test accuracy of the best-validation checkpoint and the facts of the run."""
     t0 = time.perf_counter()
-    train, val, test = load_splits(inrs, cfg["val_size"])
+    train, val, test = load_splits(inrs, cfg["val_size"], val_from=cfg.get("val_from", "end"))
     spec = train.spec
     n = n_train(train, cfg.get("max_train"))
     feats, labels = train.features[slice(0, n)], train.labels[:n]

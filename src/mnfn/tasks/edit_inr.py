@@ -67,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_schedule": "constant",  # after warm-up: constant or cosine (to 0 at the last step)
     "grad_clip": None,
     "val_size": 0.1,
+    "val_from": "end",  # which end of the train split (in image order) validates: end or start
     "max_train": None,
     "normalize": True,  # editors see U / s and output s * Delta, s = per-tensor training RMS
     "samples": 8,  # test SIRENs rendered into samples.npz (and the experiment's samples.png)
@@ -180,7 +181,8 @@ def train_editor(inrs: str | Path, edit: str, model_name: str, cfg: Mapping[str,
     if edit not in EDITS:
         raise ValueError(f"unknown edit {edit!r}; choose from {', '.join(EDITS)}")
     t0 = time.perf_counter()
-    train, val, test = load_splits(inrs, cfg["val_size"], with_images=True, data_root=data_root)
+    train, val, test = load_splits(inrs, cfg["val_size"], with_images=True, data_root=data_root,
+                                   val_from=cfg.get("val_from", "end"))
     spec = train.spec
     shape = train.image_shape
     n = n_train(train, cfg.get("max_train"))
