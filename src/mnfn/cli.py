@@ -14,7 +14,6 @@ import sys
 from typing import Sequence
 
 from . import commands as _commands_pkg
-from .weightspace import WeightSpaceError
 
 
 def _command_modules() -> list:
@@ -28,7 +27,10 @@ def _command_modules() -> list:
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``mnfn`` parser. ``only``: fill in the arguments of that command alone (the others are
+    listed with their one-line help): building every command's options imports the library and
+    torch, which ``mnfn --help`` and a single command should not pay for."""
     parser = argparse.ArgumentParser(
         prog="mnfn",
         description="Monomial-NFN: learning on neural-network weights with their permutation, scaling and sign symmetries.",
@@ -38,20 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            epilog=getattr(mod, "EXAMPLE", None), formatter_class=argparse.RawDescriptionHelpFormatter)
-        mod.add_arguments(p)
+        if only is None or only == mod.NAME:
+            mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    # `mnfn --help` (no command before it) builds only the command list; `mnfn CMD ...` only CMD's options
+    parser = build_parser(only=first if first is not None else "")
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
     try:
         return int(args._run(args) or 0)
-    except (WeightSpaceError, ValueError, OSError, KeyError, FloatingPointError) as exc:
+    except (ValueError, OSError, KeyError, FloatingPointError) as exc:  # WeightSpaceError is a ValueError
         # Known, user-facing failures: one clear line instead of a traceback. ValueError covers
         # DataFormatError and ConfigError; OSError covers missing files, unwritable folders and a
         # full disk (the message names the path); FloatingPointError is a diverged training run.

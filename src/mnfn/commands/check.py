@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch and the library load when a command runs, not for `mnfn --help`
+    import torch
 
-from ..groups import ScaleDist, sample_element
-from ..weightspace import WeightSpaceSpec, build_module, features_from_modules, functional_forward, mlp_spec, siren_spec, zoo_cnn_spec
+    from ..weightspace import WeightSpaceSpec
 
 NAME = "check"
 ORDER = 10
@@ -22,6 +23,8 @@ ARCHS = ("mlp", "zoo-cnn", "siren")
 
 def arch_spec(arch: str, activation: str) -> WeightSpaceSpec:
     """The sample architecture ``arch`` with hidden ``activation``."""
+    from ..weightspace import mlp_spec, siren_spec, zoo_cnn_spec
+
     if arch == "mlp":
         return mlp_spec([4, 16, 16, 3], activation)
     if arch == "zoo-cnn":
@@ -35,6 +38,8 @@ def arch_spec(arch: str, activation: str) -> WeightSpaceSpec:
 
 
 def sample_inputs(spec: WeightSpaceSpec, n: int, dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
+    import torch
+
     if spec.is_cnn:
         shape = spec.in_shape or (spec.widths[0], 16, 16)
         return torch.randn(n, *shape, generator=generator, dtype=dtype)
@@ -44,16 +49,23 @@ def sample_inputs(spec: WeightSpaceSpec, n: int, dtype: torch.dtype, generator: 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", choices=ARCHS, default="mlp")
     p.add_argument("--activation", default="relu", help="relu, leaky_relu, tanh, sin, ... (default relu)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="precision of nets, group elements and models (default float64)")
     p.add_argument("--trials", type=int, default=8, help="number of random group elements (default 8)")
-    p.add_argument("--scale-lo", type=float, default=1e-2)
-    p.add_argument("--scale-hi", type=float, default=1e2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale-lo", type=float, default=1e-2,
+                   help="scale factors are log-uniform on [LO, HI] (ReLU nets; default 1e-2)")
+    p.add_argument("--scale-hi", type=float, default=1e2, help="upper end of the scale range (default 1e2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the nets, inputs and group elements (default 0)")
     p.add_argument("--tol", type=float, default=None, help="tolerance (default 1e-10 float64, 1e-4 float32)")
     p.add_argument("--model", default=None, help="check a registered model's equivariance/invariance instead")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..groups import ScaleDist, sample_element
+    from ..weightspace import build_module, features_from_modules, functional_forward
+
     dtype = getattr(torch, args.dtype)
     tol = args.tol if args.tol is not None else (1e-10 if dtype == torch.float64 else 1e-4)
     spec = arch_spec(args.arch, args.activation)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..models import MODELS, build_model, claimed_symmetries, count_parameters
 from .check import ARCHS, arch_spec
 
 NAME = "models"
@@ -19,13 +18,15 @@ _DEFAULT_ACT = {"mlp": "relu", "zoo-cnn": "relu", "siren": "sin"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", choices=ARCHS, default="zoo-cnn")
+    p.add_argument("--arch", choices=ARCHS, default="zoo-cnn", help="sample architecture (default zoo-cnn)")
     p.add_argument("--activation", default=None, help="hidden activation (default: relu; sin for siren)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def model_table(arch: str, activation: str | None = None) -> list[dict]:
     """One row per registered model: name, kind, parameters, claimed hidden symmetries, description."""
+    from ..models import MODELS, build_model, claimed_symmetries, count_parameters
+
     spec = arch_spec(arch, activation or _DEFAULT_ACT[arch])
     rows = []
     for name, entry in MODELS.items():
