@@ -26,15 +26,15 @@ EXAMPLE = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="few repeats, 1 zoo net, 32 INRs (under a minute)")
+    p.add_argument("--quick", action="store_true", help="few repeats, 1 zoo net, 32 INRs (about a minute on two idle cores)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     p.add_argument("--models", default=None, help="comma-separated registry names (default monomial,hnp,np,statnn)")
     p.add_argument("--specs", default=None, help="comma-separated architectures: zoo-cnn, siren (default both)")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32, help="nets per training/forward batch (default 32)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's setting)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per model (default 20, quick 4)")
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps per model (default 3, quick 1)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="precision (default float32)")
     p.add_argument("--compile", action="store_true", help="torch.compile every model first (slow to start)")
     p.add_argument("--tune-malloc", action="store_true",
                    help="keep freed memory in the process (glibc mallopt; see mnfn.bench.tune_malloc)")
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zoo-nets", type=int, default=None, help="nets to generate (default 4, quick 1)")
     p.add_argument("--zoo-dataset", default="digits", help="image set of the zoo nets (default digits: always available)")
     p.add_argument("--inr-nets", type=int, default=None, help="SIRENs to fit (default 128, quick 32)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random nets and inputs (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:

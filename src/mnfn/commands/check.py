@@ -47,7 +47,7 @@ def sample_inputs(spec: WeightSpaceSpec, n: int, dtype: torch.dtype, generator: 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", choices=ARCHS, default="mlp")
+    p.add_argument("--arch", choices=ARCHS, default="mlp", help="sample architecture (default mlp)")
     p.add_argument("--activation", default="relu", help="relu, leaky_relu, tanh, sin, ... (default relu)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="precision of nets, group elements and models (default float64)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_subcommand
+
 NAME = "data"
 ORDER = 25
 HELP = "download image sets (checksummed) or show which image files are found"
@@ -12,18 +14,21 @@ EXAMPLE = """examples:
   mnfn data info --verify
   mnfn data download --dataset fashion-mnist --root ~/.cache/mnfn/data
 
-The data folder is --root, else $MNFN_DATA, else ~/.cache/mnfn/data. digits ships with scikit-learn."""
+The data folder is --data, else $MNFN_DATA, else ~/.cache/mnfn/data. digits ships with scikit-learn."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_cmd", metavar="ACTION")
-    dl = sub.add_parser("download", help="fetch the canonical files and check their sha256")
+    dl = add_subcommand(sub, "download", "fetch the canonical files and check their sha256",
+                        "mnfn data download --dataset mnist --data ~/data")
     dl.add_argument("--dataset", required=True, choices=("mnist", "fashion-mnist", "cifar10", "all"))
-    dl.add_argument("--root", default=None, help="data folder (default $MNFN_DATA, else ~/.cache/mnfn/data)")
+    dl.add_argument("--data", "--root", dest="root", default=None,
+                    help="data folder (default $MNFN_DATA, else ~/.cache/mnfn/data)")
     dl.add_argument("--force", action="store_true", help="download again even if the files are there")
-    dl.add_argument("--timeout", type=float, default=60.0)
-    inf = sub.add_parser("info", help="list the image sets found and where")
-    inf.add_argument("--root", default=None)
+    dl.add_argument("--timeout", type=float, default=60.0, help="seconds per connection attempt (default 60)")
+    inf = add_subcommand(sub, "info", "list the image sets found and where", "mnfn data info --verify")
+    inf.add_argument("--data", "--root", dest="root", default=None,
+                     help="data folder (default $MNFN_DATA, else ~/.cache/mnfn/data)")
     inf.add_argument("--verify", action="store_true", help="also compute sha256 of every file found")
 
 

@@ -16,8 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo); rerunning resumes")
     p.add_argument("--num-nets", type=int, default=200, help="CNNs in the zoo (default 200)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of each model (default 12)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--seed", type=int, default=0, help="seed of the zoo, the split and the models (default 0)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+
+from . import add_subcommand
 from pathlib import Path
 
 NAME = "inr"
@@ -31,7 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="inr_command", metavar="SUBCOMMAND")
     sub.required = True
 
-    m = sub.add_parser("make", help="fit one SIREN per image into a folder (seeded, resumable, shardable)")
+    m = add_subcommand(sub, "make", "fit one SIREN per image into a folder (seeded, resumable, shardable)",
+                       "mnfn inr make --dataset mnist --num 1000 --out runs/inr-mnist\n"
+                       "mnfn inr make --dataset mnist --recipe dws --split train --shard 0/4 --out runs/dws-0")
     m.add_argument("--dataset", required=True, choices=INR_DATASETS)
     m.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
     m.add_argument("--num", type=int, default=None, help="images per split (default: all)")
@@ -61,39 +65,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA)")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    g = sub.add_parser("merge", help="merge INR set folders of one run (shards) into one")
-    g.add_argument("dirs", nargs="+")
-    g.add_argument("--out", required=True)
+    g = add_subcommand(sub, "merge", "merge INR set folders of one run (shards, or splits made apart) into one",
+                       "mnfn inr merge runs/inr-train runs/inr-test --out runs/inr")
+    g.add_argument("dirs", nargs="+", help="INR set folders")
+    g.add_argument("--out", required=True, help="output folder")
 
-    i = sub.add_parser("import-nfn", help="read an NFN SIREN set (<prefix>_<label>s/net<idx>.pth)")
-    i.add_argument("src")
-    i.add_argument("--out", required=True)
+    i = add_subcommand(sub, "import-nfn", "read an NFN SIREN set (<prefix>_<label>s/net<idx>.pth)",
+                       "mnfn inr import-nfn ~/data/mnist-inrs --out runs/nfn-mnist --dataset mnist")
+    i.add_argument("src", help="folder holding the <prefix>_<label>s class folders")
+    i.add_argument("--out", required=True, help="output INR set folder")
     i.add_argument("--dataset", choices=INR_DATASETS, default=None,
                    help="image set the nets were fitted to (default: from mnfn-export.json or the folder name)")
     i.add_argument("--prefix", default=NFN_PREFIX, help=f"class folder prefix (default {NFN_PREFIX})")
     i.add_argument("--train-size", type=int, default=None, help="first test index (default: the set's train size)")
     i.add_argument("--psnr", action="store_true", help="render every net against its image to record its PSNR")
     i.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA)")
-    i.add_argument("--no-progress", action="store_true")
+    i.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    e = sub.add_parser("export-nfn", help="write an INR set as NFN SIREN .pth files")
-    e.add_argument("dir")
-    e.add_argument("--out", required=True)
-    e.add_argument("--prefix", default=NFN_PREFIX)
+    e = add_subcommand(sub, "export-nfn", "write an INR set as NFN SIREN .pth files",
+                       "mnfn inr export-nfn runs/inr-mnist --out runs/inr-mnist-nfn")
+    e.add_argument("dir", help="INR set folder")
+    e.add_argument("--out", required=True, help="output folder (must not hold an NFN set already)")
+    e.add_argument("--prefix", default=NFN_PREFIX, help=f"class folder prefix (default {NFN_PREFIX})")
     e.add_argument("--renumber", action="store_true", help="number the nets 0..n-1 instead of by image index")
-    e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    f = sub.add_parser("info", help="a set's size, PSNR, recipe and per-tensor weight statistics")
-    f.add_argument("dir")
+    f = add_subcommand(sub, "info", "a set's size, PSNR, recipe and per-tensor weight statistics",
+                       "mnfn inr info runs/inr-mnist --json stats.json")
+    f.add_argument("dir", help="INR set folder")
     f.add_argument("--split", choices=("train", "test", "all"), default="train", help="nets to describe (default train)")
     f.add_argument("--max-nets", type=int, default=2000, help="statistics over the first N nets (default 2000)")
     f.add_argument("--json", default=None, metavar="FILE", help="also write the statistics as JSON")
 
-    s = sub.add_parser("show", help="save originals beside reconstructions as a PNG grid")
-    s.add_argument("dir")
+    s = add_subcommand(sub, "show", "save originals beside reconstructions as a PNG grid",
+                       "mnfn inr show runs/inr-mnist --out grid.png --num 16")
+    s.add_argument("dir", help="INR set folder")
     s.add_argument("--out", required=True, help="PNG file")
-    s.add_argument("--num", type=int, default=16)
-    s.add_argument("--split", choices=("train", "test", "all"), default="all")
+    s.add_argument("--num", type=int, default=16, help="nets to show (default 16)")
+    s.add_argument("--split", choices=("train", "test", "all"), default="all", help="which nets (default all)")
     s.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA)")
 
 

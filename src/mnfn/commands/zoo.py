@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from . import add_subcommand
 import dataclasses
 import json
 
@@ -23,30 +25,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..data.zoo import ZOO_DATASETS
 
     sub = p.add_subparsers(dest="zoo_cmd", metavar="ACTION")
-    mk = sub.add_parser("make", help="train a zoo (seeded, resumable, shardable)",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    mk = add_subcommand(sub, "make", "train a zoo (seeded, resumable, shardable)",
+                        "mnfn zoo make --dataset digits --num-nets 200 --activations relu --out runs/zoo")
     mk.add_argument("--dataset", required=True, choices=ZOO_DATASETS)
     mk.add_argument("--num-nets", type=int, required=True, help="nets in the whole zoo (all shards together)")
     mk.add_argument("--out", required=True, help="output folder")
     mk.add_argument("--activations", default="relu,tanh", help="comma-separated, drawn uniformly per net (default relu,tanh)")
-    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--seed", type=int, default=0, help="seed of every net's init, data order and recipe draw (default 0)")
     mk.add_argument("--shard", default=None,
                     help="K/N (0-based): train only nets i with i %% N == K; under torchrun the rank decides")
     mk.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA, else ~/.cache/mnfn/data)")
     mk.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (checkpoints at 0..E)")
-    mk.add_argument("--batch-size", type=int, default=None)
+    mk.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     mk.add_argument("--train-images", type=int, default=None, help="training pool per net (one epoch = this many examples)")
     mk.add_argument("--test-images", type=int, default=None, help="first N test images measure test accuracy")
     mk.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker (default 1: fastest for these tiny nets)")
     mk.add_argument("--workers", type=int, default=1, help="train in this many processes (same zoo; default 1)")
     mk.add_argument("--max-new-nets", type=int, default=None, help="stop after training this many nets (resume later)")
-    mk.add_argument("--no-progress", action="store_true")
+    mk.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    mg = sub.add_parser("merge", help="merge shard zoos into one (identical to a single run)")
+    mg = add_subcommand(sub, "merge", "merge shard zoos into one (identical to a single run)",
+                        "mnfn zoo merge runs/zoo-0 runs/zoo-1 --out runs/zoo")
     mg.add_argument("dirs", nargs="+", help="shard folders")
-    mg.add_argument("--out", required=True)
+    mg.add_argument("--out", required=True, help="output folder")
 
-    inf = sub.add_parser("info", help="counts and accuracy statistics by activation")
+    inf = add_subcommand(sub, "info", "counts and accuracy statistics by activation", "mnfn zoo info runs/zoo --json")
     inf.add_argument("dir")
     inf.add_argument("--json", action="store_true", help="print JSON")
 

@@ -283,7 +283,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inrs", required=True, help="INR set folder (from `mnfn inr make`, with a test split)")
     p.add_argument("--edit", required=True, choices=sorted(EDITS), help="dilate (MNIST) or contrast (CIFAR-10)")
     p.add_argument("--model", required=True, help=f"editor name ({', '.join(INR_EDITORS)})")
-    p.add_argument("--data-root", default=None, help="image data folder (default: MNFN_DATA or ~/.cache/mnfn/data)")
+    p.add_argument("--data", "--data-root", dest="data_root", default=None,
+                   help="image data folder (default $MNFN_DATA, else ~/.cache/mnfn/data)")
     add_config_arguments(p)
     add_train_arguments(p)
 
@@ -304,8 +305,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
     add_grid_arguments(p, "editor", f"runs/experiments/{TASK}-EDIT")
-    p.add_argument("--edit", required=True, choices=sorted(EDITS))
-    p.add_argument("--data-root", default=None, help="image data folder (default: MNFN_DATA or ~/.cache/mnfn/data)")
+    p.add_argument("--edit", required=True, choices=sorted(EDITS), help="dilate (MNIST) or contrast (CIFAR-10)")
+    p.add_argument("--data", "--data-root", dest="data_root", default=None,
+                   help="image data folder (default $MNFN_DATA, else ~/.cache/mnfn/data)")
 
 
 def run_experiment(args: argparse.Namespace) -> int:

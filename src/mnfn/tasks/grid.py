@@ -129,9 +129,10 @@ def add_grid_arguments(p: argparse.ArgumentParser, what: str, default_out: str) 
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's experiment.seeds)")
     p.add_argument("--out", default=None, help=f"experiment folder (default {default_out})")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ... (default auto)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)")
-    p.add_argument("--progress", action="store_true", help="progress bars per run")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar per run")
+    p.add_argument("--progress", dest="progress", action="store_true", help=argparse.SUPPRESS)  # old spelling
     p.add_argument("--train-sizes", default=None, metavar="N1,N2,...",
                    help="learning curve: run the grid once per training-set size (the first N training nets; "
                         "same validation and test nets) and write learning_curve.{json,md,png} (default: off)")
@@ -264,7 +265,10 @@ def curve_rows(runs: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str,
     for r in runs:
         groups.setdefault((r["set"], r["model"], int(r["n_train"])), []).append(r)
     rows = []
-    for (s, m, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+    order_s = list(dict.fromkeys(r["set"] for r in runs))
+    order_m = list(dict.fromkeys(r["model"] for r in runs))
+    for (s, m, n), rs in sorted(groups.items(), key=lambda kv: (order_s.index(kv[0][0]), order_m.index(kv[0][1]),
+                                                                 kv[0][2])):
         mu, sd = mean_std([r[metric] for r in rs])
         rows.append({"set": s, "model": m, "n_train": n, "mean": mu, "std": sd, "n": len(rs),
                      "seeds": [r["seed"] for r in rs], "n_val": rs[0]["n_val"], "n_test": rs[0]["n_test"],

@@ -307,7 +307,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zoo", required=True, help="zoo folder (Small CNN Zoo layout: weights.npy, metrics.csv.gz, layout.csv)")
     p.add_argument("--model", required=True, help=f"registered model: {', '.join(n for n in MODELS if MODELS[n].kind == 'invariant')}")
     p.add_argument("--activation", required=True, choices=("relu", "tanh"), help="which nets of the zoo")
-    p.add_argument("--train-augment", default="none", help="none, scale:LO,HI (ReLU) or sign (tanh): train/val = "
+    p.add_argument("--train-augment", default="none", help="none (default), scale:LO,HI (ReLU) or sign (tanh): train/val = "
                    "original + transformed copy (the paper's protocol)")
     add_config_arguments(p)
     add_train_arguments(p)
@@ -530,19 +530,21 @@ def plot_results(report: Mapping[str, Any], path: str | Path, metric: str = "tau
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zoo", required=True, help="zoo folder")
     p.add_argument("--out", required=True, help="experiment folder (cells/, results.json, results.md, tau_vs_scale.png)")
-    p.add_argument("--models", default="monomial,hnp,np,statnn,canon-hnp", help="comma-separated registered models")
+    p.add_argument("--models", default="monomial,hnp,np,statnn,canon-hnp",
+                   help="comma-separated registered models (default monomial,hnp,np,statnn,canon-hnp)")
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
-    p.add_argument("--activation", default="relu", choices=("relu", "tanh"))
+    p.add_argument("--activation", default="relu", choices=("relu", "tanh"), help="which nets of the zoo (default relu)")
     p.add_argument("--train-augment", dest="train_augments", action="append", default=None, metavar="AUG",
                    help="repeatable: none (default), scale:LO,HI, sign, or match (one run per transformed test "
                         "condition, trained on the same distribution: the paper's protocol)")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     p.add_argument("--shard", default="0/1", metavar="K/N",
-                   help="run only cells i with i %% N == K (0-based; parallel processes or array jobs on one --out)")
+                   help="run only cells i with i %% N == K (0-based; parallel processes or array jobs on one --out; "
+                        "default 0/1: all)")
     add_config_arguments(p)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ... (default auto)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def run_experiment_cli(args: argparse.Namespace) -> int:

@@ -92,8 +92,11 @@ def add_task_subparsers(parser: argparse.ArgumentParser, table: dict[str, TaskEn
     """One subparser per registered task; sets ``args._task_run``."""
     sub = parser.add_subparsers(dest=dest, metavar="TASK")
     for entry in sorted(table.values(), key=lambda e: (e.order, e.name)):
+        example = entry.example or ""
+        if example and not example.startswith("example"):
+            example = "example:\n  " + "\n  ".join(example.strip().splitlines())
         p = sub.add_parser(entry.name, help=entry.help, description=entry.description or entry.help,
-                           epilog=entry.example, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=example or None, formatter_class=argparse.RawDescriptionHelpFormatter)
         entry.add_arguments(p)
         p.set_defaults(_task_run=entry.run)
 

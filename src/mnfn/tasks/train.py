@@ -651,7 +651,7 @@ def add_train_arguments(p: Any, default_epochs: int | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for model init, data order and augmentation (default 0)")
     p.add_argument("--out", default=None, help="output folder (checkpoints, log.csv, metrics.json)")
     p.add_argument("--epochs", type=int, default=default_epochs, help="override the config's epochs")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ... (default auto)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: fastest for these small tensors on a shared CPU; 0 = torch's default)")
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt and train from scratch")
