@@ -1,9 +1,11 @@
-"""The README's walk-through runs as written: each command in order, in a fresh folder, exits 0."""
+"""The README's walk-through runs as written: each command in order, in a fresh folder, exits 0
+and prints no Python warnings."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import warnings
 from pathlib import Path
 
 from mnfn.cli import main
@@ -25,9 +27,13 @@ def test_readme_walkthrough_runs_in_order(tmp_path, monkeypatch, capsys, one_thr
     cmds = walkthrough_commands()
     assert len(cmds) >= 6
     for argv in cmds:
-        rc = main(argv)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rc = main(argv)
         out, err = capsys.readouterr()
         assert rc == 0, f"`mnfn {shlex.join(argv)}` exited {rc}: {err[-2000:]}"
+        # a normal run prints no Python warnings
+        assert not caught, f"`mnfn {shlex.join(argv)}` warned: {[str(w.message)[:200] for w in caught]}"
     # each command that writes says where
     assert (tmp_path / "runs/walk/curve/learning_curve.png").is_file()
     assert (tmp_path / "runs/walk/predict-gen/metrics.json").is_file()

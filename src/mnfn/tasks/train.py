@@ -283,6 +283,24 @@ def _jsonable(cfg: Any) -> str:
 
 # --- the trainer ------------------------------------------------------------------------------
 
+def _match_grad_layouts(model: nn.Module) -> None:
+    """Give every parameter's gradient the parameter's own strides. Some products hand back a
+    gradient whose stride on a size-1 axis differs from the parameter's (same values, same order);
+    DDP then copies it into its bucket and warns "Grad strides do not match bucket view strides"
+    on every step. Re-striding those few small gradients costs a copy and silences nothing else."""
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+
+        def hook(g: Tensor, p: nn.Parameter = p) -> Tensor:
+            if g.stride() == p.stride():
+                return g
+            out = torch.empty_strided(p.shape, p.stride(), dtype=g.dtype, device=g.device)
+            return out.copy_(g)
+
+        p.register_hook(hook)
+
+
 #: Learning-rate schedules after warm-up: ``constant``, or ``cosine`` decay to 0 at the last step.
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -384,6 +402,7 @@ class Trainer:
         if self.dist.distributed:
             if find_unused_parameters is None:
                 find_unused_parameters = bool(self.unused_parameters())
+            _match_grad_layouts(self.model)
             self.ddp: nn.Module = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=None, find_unused_parameters=find_unused_parameters)
         else:
