@@ -12,7 +12,7 @@ HELP = "download image sets (checksummed) or show which image files are found"
 EXAMPLE = """examples:
   mnfn data info
   mnfn data info --verify
-  mnfn data download --dataset fashion-mnist --root ~/.cache/mnfn/data
+  mnfn data download --dataset fashion-mnist --data ~/.cache/mnfn/data
 
 The data folder is --data, else $MNFN_DATA, else ~/.cache/mnfn/data. digits ships with scikit-learn."""
 

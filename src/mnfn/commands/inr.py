@@ -191,7 +191,7 @@ def show_grid(root: str | Path, out: str | Path, num: int = 16, split: str = "al
     ps = psnr(recon, originals)
     cols = min(4, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.3, rows * 1.5), squeeze=False)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.3, rows * 1.75 + 0.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     gray = ds.image_shape[0] == 1
@@ -203,8 +203,8 @@ def show_grid(root: str | Path, out: str | Path, num: int = 16, split: str = "al
             arr = img.permute(1, 2, 0).numpy()
             ax.imshow(arr[..., 0] if gray else np.clip(arr, 0, 1), cmap="gray" if gray else None, vmin=0, vmax=1)
             ax.set_title(title, fontsize=7)
-    fig.suptitle(f"{ds.meta['dataset']}: original | SIREN", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(f"{ds.meta['dataset']}: original (class) | SIREN (PSNR)", fontsize=9)
+    fig.tight_layout(h_pad=1.2)  # room for each row's titles below the row above
     out = Path(out)
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -196,9 +196,9 @@ def _expected_text(name: str, root: Path) -> str:
 
 
 def _missing(name: str, root: Path, detail: str) -> MissingDataError:
-    dl = "" if name == "digits" else f"; with a network run `mnfn data download --dataset {name} --root {root}`"
+    dl = "" if name == "digits" else f"; with a network run `mnfn data download --dataset {name} --data {root}`"
     return MissingDataError(
-        f"{name}: {detail}. Data folder is {root} (from the root argument, else $MNFN_DATA, else "
+        f"{name}: {detail}. Data folder is {root} (from --data, else $MNFN_DATA, else "
         f"~/.cache/mnfn/data): {_expected_text(name, root)}{dl}"
     )
 

@@ -42,7 +42,10 @@ def run_demo(out_dir: str | Path = "runs/demo", num_nets: int = 200, epochs: int
     """Run the demo end to end; returns the experiment report (also written under ``out_dir``)."""
     out = Path(out_dir)
     t0 = time.perf_counter()
-    print(f"[1/2] training a zoo of {num_nets} ReLU CNNs on scikit-learn's 8x8 digits -> {out / 'zoo'}", flush=True)
+    if (out / "zoo" / "zoo.json").is_file():  # make_zoo still checks the settings and resumes nothing
+        print(f"[1/2] zoo of {num_nets} ReLU CNNs already made: {out / 'zoo'} (reused)", flush=True)
+    else:
+        print(f"[1/2] training a zoo of {num_nets} ReLU CNNs on scikit-learn's 8x8 digits -> {out / 'zoo'}", flush=True)
     make_zoo(out / "zoo", "digits", num_nets, activations=("relu",), seed=seed, progress=progress)
     t_zoo = time.perf_counter() - t0
     cfg = copy.deepcopy(DEMO_CONFIG)

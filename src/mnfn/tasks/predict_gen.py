@@ -494,13 +494,18 @@ def plot_results(report: Mapping[str, Any], path: str | Path, metric: str = "tau
     fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=120)
     if scale_conds:
         xs = [1.0] + [float(c.split(",")[1]) for c in scale_conds]
+        several_seeds = len(report.get("seeds") or []) > 1
         for m, by_aug in report["summary"].items():
             for a, cell in by_aug.items():
                 ys = [cell[c][metric][0] for c in ["original", *scale_conds]]
                 es = [cell[c][metric][1] for c in ["original", *scale_conds]]
                 label = m if a == "none" else f"{m} (train {a})"
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label,
-                            linestyle="-" if a == "none" else "--")
+                # a line through two measured scales would suggest values between them: markers only then
+                style = ("-" if a == "none" else "--") if len(xs) > 2 else "none"
+                if several_seeds:  # error bars (std over seeds) only where there is a spread to show
+                    ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label, linestyle=style)
+                else:
+                    ax.plot(xs, ys, marker="o", label=label, linestyle=style)
         ax.set_xscale("log")
         ax.set_xlabel("upper bound of the scale range U[1, x] (x = 1: original weights)")
     else:
@@ -513,7 +518,10 @@ def plot_results(report: Mapping[str, Any], path: str | Path, metric: str = "tau
         ax.set_xticks(np.arange(len(labels)) + width * (len(conds) - 1) / 2)
         ax.set_xticklabels(labels, fontsize=8)
     ax.set_ylabel("Kendall's tau" if metric == "tau" else metric)
-    ax.set_title(f"{Path(str(report['zoo'])).name}: {report['activation']} nets, test {metric}")
+    n_seeds = len(report.get("seeds") or [])
+    ax.set_title(f"Test {'Kendall tau' if metric == 'tau' else metric} of {report['activation']} nets, original and "
+                 f"group-transformed ({n_seeds} seed{'s' if n_seeds != 1 else ''}"
+                 f"{', mean +- std' if n_seeds > 1 else ''})", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
