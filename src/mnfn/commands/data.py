@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         names = list(im.SOURCES) if args.dataset == "all" else [args.dataset]
         for name in names:
             im.download(name, args.root, force=args.force, timeout=args.timeout)
+        print(f"{', '.join(names)}: files checked under {im.data_root(args.root)}")
         return 0
     if cmd == "info":
         root = im.data_root(args.root)
