@@ -10,6 +10,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -25,6 +26,12 @@ __all__ = ["STOP_ENV", "atomic_path", "atomic_open", "write_json", "read_json", 
 
 class DataFormatError(ValueError):
     """A file the project reads is missing, truncated or malformed; the message names the file."""
+
+
+def _umask() -> int:
+    old = os.umask(0)  # the only portable way to read it; set back at once
+    os.umask(old)
+    return old
 
 
 #: Test hook of the kill tests (tests/test_faults.py): ``MNFN_STOP_BEFORE_RENAME="PATTERN:N"`` makes
@@ -61,6 +68,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 minus the umask)
+        os.chmod(tmp_path, 0o666 & ~_umask())
         _stop_point(path)
         os.replace(tmp_path, path)
     finally:
@@ -96,14 +105,25 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+#: The largest JSON file read (metadata and results are kilobytes to a few megabytes).
+MAX_JSON_BYTES = 64 << 20
+
+
 def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; missing, oversized (:data:`MAX_JSON_BYTES`), malformed or absurdly nested
+    files raise :class:`DataFormatError` naming the file."""
     path = Path(path)
     if not path.exists():
         raise DataFormatError(f"{path}: file not found")
     try:
+        if path.is_file() and path.stat().st_size > MAX_JSON_BYTES:
+            raise DataFormatError(f"{path}: {path.stat().st_size:,} bytes, more than the {MAX_JSON_BYTES:,} "
+                                  "a metadata file may have")
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataFormatError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DataFormatError(f"{path}: JSON nested too deeply to read") from None
     except (UnicodeDecodeError, OSError) as exc:  # binary garbage, a folder, no permission
         raise DataFormatError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
 
@@ -145,6 +165,14 @@ def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        first = (str(exc).splitlines() or [""])[0][:200]  # some errors (an empty file's) have no message
+        text = str(exc)
+        # torch's text advises re-running with weights_only=False, which would run the file's code:
+        # keep only its diagnosis
+        glob = re.search(r"Unsupported global: (?:GLOBAL )?([^\s]+)", text)
+        if glob:
+            raise DataFormatError(f"{path}: refused: it holds a pickled Python object ({glob.group(1)}), not only "
+                                  "tensors and plain containers; mnfn never unpickles code") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        first = detail.group(1).strip()[:200] if detail else (text.splitlines() or [""])[0][:200]
         raise DataFormatError(f"{path}: cannot load ({type(exc).__name__}: {first}); "
                               "truncated, corrupt or not a weights-only torch file?") from None

@@ -35,6 +35,51 @@ class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key or file."""
 
 
+#: Limits on a config file before it is parsed into Python objects: its size, its nesting depth
+#: and the number of YAML nodes once aliases are expanded (a few hundred bytes of anchors and
+#: aliases can otherwise stand for billions of nodes: the "billion laughs").
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 64
+MAX_CONFIG_NODES = 100_000
+
+
+def _check_yaml_size(node: Any, where: str) -> None:
+    """Count the nodes of a composed YAML document as construction would expand them (an alias
+    counts as a copy of its anchor), without expanding anything."""
+    memo: dict[int, int] = {}
+
+    def size(n: Any, depth: int) -> int:
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{where}: nested more than {MAX_CONFIG_DEPTH} levels deep (or a recursive alias)")
+        if id(n) in memo:
+            return memo[id(n)]
+        if isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(c, depth + 1) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in n.value)
+        else:
+            total = 1
+        if total > MAX_CONFIG_NODES:
+            raise ConfigError(f"{where}: expands to more than {MAX_CONFIG_NODES:,} values (aliases included)")
+        memo[id(n)] = total
+        return total
+
+    if node is not None:
+        size(node, 0)
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` within :data:`MAX_CONFIG_DEPTH` and :data:`MAX_CONFIG_NODES` (checked on the
+    composed node graph first), every failure a :class:`ConfigError` naming ``where``."""
+    try:
+        _check_yaml_size(yaml.compose(text, Loader=yaml.SafeLoader), where)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to read") from None
+
+
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -43,14 +88,12 @@ def _yaml_value(text: str) -> Any:
     s = text.strip()
     if _FLOAT_RE.match(s) and not re.match(r"^[+-]?\d+$", s):
         return float(s)
-    try:
-        v = yaml.safe_load(s) if s else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot read value {text!r}: {exc}") from None
+    v = safe_yaml(s, f"cannot read value {text[:80]!r}") if s else None
     return _fix_floats(v)
 
 
 def _fix_floats(v: Any) -> Any:
+    # (depth and size are bounded by safe_yaml before this runs)
     if isinstance(v, str) and _FLOAT_RE.match(v.strip()):
         return float(v)
     if isinstance(v, list):
@@ -97,12 +140,18 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: 'extends' loop")
+    if not path.exists():
+        raise ConfigError(f"{path}: cannot read (file not found)")
+    if not path.is_file():  # a folder, /dev/zero, a FIFO: nothing a config can be
+        raise ConfigError(f"{path}: cannot read: not a regular file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config file may have at most "
+                              f"{MAX_CONFIG_BYTES:,}")
+        text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
+    data = safe_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
     data = _fix_floats(data)
