@@ -20,7 +20,7 @@ from typing import IO, Any, Iterator
 import numpy as np
 import torch
 
-__all__ = ["STOP_ENV", "atomic_path", "atomic_open", "write_json", "read_json", "save_npz", "load_npz",
+__all__ = ["STOP_ENV", "npz_shapes", "atomic_path", "atomic_open", "write_json", "read_json", "save_npz", "load_npz",
            "save_torch", "load_torch", "DataFormatError"]
 
 
@@ -148,6 +148,32 @@ def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[st
     missing = [k for k in required if k not in out]
     if missing:
         raise DataFormatError(f"{path}: missing arrays {missing} (has {sorted(out)})")
+    return out
+
+
+def npz_shapes(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array of an ``.npz`` from its member headers alone: nothing is
+    decompressed or allocated, so a reader can refuse an oversized or misshapen file first."""
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(f"{path}: file not found")
+    out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(fh)  # the header only
+                out[info.filename[:-4]] = (tuple(int(d) for d in shape), dtype)
+    except Exception as exc:  # BadZipFile, ValueError (bad magic/header), EOFError, OSError
+        raise DataFormatError(f"{path}: cannot read npz headers ({type(exc).__name__}: {exc}); "
+                              "truncated or corrupt?") from None
     return out
 
 

@@ -244,14 +244,27 @@ def _open_maybe_gz(path: Path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
+#: The largest IDX payload read (MNIST's training images are 47 MB): a header may announce any size.
+MAX_IDX_BYTES = 1 << 30
+
+
 def _read_exact(fh, n: int, path: Path, what: str) -> bytes:
+    """Exactly ``n`` bytes, read in bounded pieces: a header that announces more than the file holds
+    fails when the data runs out, having allocated only what was really there."""
+    parts: list[bytes] = []
+    got = 0
     try:
-        data = fh.read(n)
+        while got < n:
+            piece = fh.read(min(n - got, 1 << 24))
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
     except (EOFError, OSError, gzip.BadGzipFile) as exc:
         raise DataFormatError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc}); truncated or corrupt?") from None
-    if len(data) != n:
-        raise DataFormatError(f"{path}: truncated: expected {n} bytes of {what}, got {len(data)}")
-    return data
+    if got != n:
+        raise DataFormatError(f"{path}: truncated: expected {n} bytes of {what}, got {got}")
+    return b"".join(parts)
 
 
 def read_idx(path: str | os.PathLike, limit: int | None = None) -> np.ndarray:
@@ -265,7 +278,13 @@ def read_idx(path: str | os.PathLike, limit: int | None = None) -> np.ndarray:
         dims = list(struct.unpack(f">{ndim}I", _read_exact(fh, 4 * ndim, path, "the IDX dimensions")))
         if limit is not None:
             dims[0] = min(dims[0], int(limit))
-        n = int(np.prod(dims))
+        n = int(np.prod(dims, dtype=np.int64))
+        if n > MAX_IDX_BYTES:
+            raise DataFormatError(f"{path}: the header announces {tuple(dims)} = {n:,} bytes, more than the "
+                                  f"{MAX_IDX_BYTES:,} an image or label file may hold")
+        if not isinstance(fh, gzip.GzipFile) and path.stat().st_size < 4 + 4 * ndim + n:
+            raise DataFormatError(f"{path}: truncated: the header announces {tuple(dims)} ({n:,} bytes) but the "
+                                  f"file has {path.stat().st_size:,} bytes")
         data = _read_exact(fh, n, path, f"{dims[0]} items")
         if limit is None:
             try:

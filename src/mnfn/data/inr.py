@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..io import DataFormatError, atomic_open, load_npz, load_torch, read_json, save_npz, save_torch, write_json
+from ..io import (DataFormatError, atomic_open, load_npz, load_torch, npz_shapes, read_json, save_npz, save_torch,
+                  write_json)
 from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec, functional_forward, siren_spec
 
 __all__ = [
@@ -571,12 +572,34 @@ def _meta_spec(meta: dict[str, Any]) -> WeightSpaceSpec:
     return siren_spec(int(meta["image_shape"][0]), hidden=int(s["hidden"]), depth=int(s["depth"]), w0=float(s["w0"]))
 
 
+#: The most nets one chunk file may hold (``mnfn inr make --batch`` writes 64 by default).
+MAX_CHUNK_NETS = 1 << 16
+
+
 def load_chunk(path: str | Path, spec: WeightSpaceSpec) -> dict[str, np.ndarray]:
     """Read and check one chunk file against ``spec``; every problem raises an error naming the file."""
     path = Path(path)
     L = spec.num_layers
     req = ("image_index", "label", "psnr", "steps", "split") + tuple(
         f"{kind}_{i + 1}" for i in range(L) for kind in ("weight", "bias"))
+    # Shapes from the member headers before any data is read: a member that claims gigabytes (a
+    # zip bomb, a wrong file) is refused without allocating it.
+    heads = npz_shapes(path)
+    idx_shape = heads.get("image_index", ((0,), None))[0]
+    n_head = idx_shape[0] if len(idx_shape) == 1 else 0
+    if n_head > MAX_CHUNK_NETS:
+        raise DataFormatError(f"{path}: image_index announces {n_head:,} nets; a chunk holds at most {MAX_CHUNK_NETS:,}")
+    for i, layer in enumerate(spec.layers):
+        for kind, shape in (("weight", (n_head, layer.n_out, layer.n_in)), ("bias", (n_head, layer.n_out))):
+            key = f"{kind}_{i + 1}"
+            if key in heads and heads[key][0] != shape:
+                raise DataFormatError(f"{path}: {key} has shape {heads[key][0]}, expected {shape} "
+                                      f"for [{spec.describe()}]")
+    for key, (shape, _) in heads.items():
+        if key not in req and int(np.prod(shape, dtype=np.int64)) > 16 * MAX_CHUNK_NETS:
+            raise DataFormatError(f"{path}: unexpected array {key} of shape {shape}")
+        if key in ("label", "psnr", "steps") and shape != (n_head,):
+            raise DataFormatError(f"{path}: {key} has shape {shape}, expected ({n_head},)")
     arrs = load_npz(path, required=req)
     n = arrs["image_index"].shape[0] if arrs["image_index"].ndim == 1 else -1
     if n < 0:
