@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        from .argcheck import check_args
+
+        check_args(args)  # option values in range, before any work (one rule per option name)
         return int(args._run(args) or 0)
     except (ValueError, OSError, KeyError, FloatingPointError) as exc:  # WeightSpaceError is a ValueError
         # Known, user-facing failures: one clear line instead of a traceback. ValueError covers

@@ -7,6 +7,7 @@ so a killed job never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import json
 import os
@@ -20,12 +21,19 @@ from typing import IO, Any, Iterator
 import numpy as np
 import torch
 
-__all__ = ["STOP_ENV", "npz_shapes", "atomic_path", "atomic_open", "write_json", "read_json", "save_npz", "load_npz",
+__all__ = ["STOP_ENV", "WriteError", "npz_shapes", "atomic_path", "atomic_open", "write_json", "read_json", "save_npz", "load_npz",
            "save_torch", "load_torch", "DataFormatError"]
 
 
 class DataFormatError(ValueError):
     """A file the project reads is missing, truncated or malformed; the message names the file."""
+
+
+class WriteError(OSError):
+    """A file could not be written (full disk, quota, I/O error); the message names the file."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def _umask() -> int:
@@ -67,7 +75,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:  # a full disk, a quota, an I/O error: say which file could not be written
+            detail = exc.strerror or str(exc) or type(exc).__name__
+            raise WriteError(exc.errno, f"cannot write {path}: {detail}"
+                             + ("" if exc.errno else " (disk full?)")) from None
+        except RuntimeError as exc:  # torch.save reports a failed write as "[enforce fail at inline_container.cc]"
+            if "file write failed" not in str(exc) and "inline_container" not in str(exc):
+                raise
+            raise WriteError(errno.EIO, f"cannot write {path}: the write failed (disk full?)") from None
         # mkstemp makes the file 0600; give it the mode a plain open() would (0666 minus the umask)
         os.chmod(tmp_path, 0o666 & ~_umask())
         _stop_point(path)

@@ -1192,6 +1192,8 @@ def import_nfn(src: str | Path, out: str | Path, *, dataset: str | None = None, 
     if not src.is_dir():
         raise DataFormatError(f"{src}: not a folder")
     exp = read_json(src / EXPORT_META) if (src / EXPORT_META).exists() else {}
+    if not isinstance(exp, dict):
+        raise DataFormatError(f"{src / EXPORT_META}: must hold a JSON object, got {type(exp).__name__}")
     dataset = dataset or exp.get("dataset") or _guess_dataset(src)
     if dataset is None:
         raise ValueError(f"{src}: cannot tell which image set the nets were fitted to; pass --dataset "
