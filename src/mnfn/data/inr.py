@@ -685,22 +685,29 @@ def read_index(root: str | Path) -> list[dict[str, Any]]:
         raise DataFormatError(f"{path}: file not found; finish the run (rerun `mnfn inr make` with the same "
                               "arguments: it resumes) or rebuild it with `mnfn inr merge`")
     rows = []
-    with open(path, newline="") as fh:
-        rd = csv.reader(fh)
-        header = next(rd, None)
-        if header is None or tuple(header) != INDEX_COLUMNS:
-            raise DataFormatError(f"{path}: header {header} is not {list(INDEX_COLUMNS)}")
-        for ln, rec in enumerate(rd, start=2):
-            try:
-                if len(rec) != len(INDEX_COLUMNS) or rec[1] not in SPLITS:
-                    raise ValueError("wrong field count or split")
-                if not _CHUNK_RE.match(rec[6]):
-                    raise ValueError(f"chunk {rec[6]!r} is not a chunk file name like train-00000.npz")
-                rows.append(dict(row=int(rec[0]), split=rec[1], image_index=int(rec[2]), label=int(rec[3]),
-                                 psnr=float(rec[4]), steps=int(rec[5]), chunk=rec[6], pos=int(rec[7])))
-            except ValueError as exc:
-                raise DataFormatError(f"{path}: line {ln} is malformed ({exc}): {rec}") from None
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            _read_index_rows(path, fh, rows)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataFormatError(f"{path}: not a readable CSV ({type(exc).__name__}: {exc})") from None
     return rows
+
+
+def _read_index_rows(path: Path, fh: Any, rows: list[dict[str, Any]]) -> None:
+    rd = csv.reader(fh)
+    header = next(rd, None)
+    if header is None or tuple(header) != INDEX_COLUMNS:
+        raise DataFormatError(f"{path}: header {header} is not {list(INDEX_COLUMNS)}"[:500])
+    for ln, rec in enumerate(rd, start=2):
+        try:
+            if len(rec) != len(INDEX_COLUMNS) or rec[1] not in SPLITS:
+                raise ValueError("wrong field count or split")
+            if not _CHUNK_RE.match(rec[6]):
+                raise ValueError(f"chunk {rec[6]!r} is not a chunk file name like train-00000.npz")
+            rows.append(dict(row=int(rec[0]), split=rec[1], image_index=int(rec[2]), label=int(rec[3]),
+                             psnr=float(rec[4]), steps=int(rec[5]), chunk=rec[6], pos=int(rec[7])))
+        except ValueError as exc:
+            raise DataFormatError(f"{path}: line {ln} is malformed ({exc}): {rec}"[:500]) from None
 
 
 @dataclass

@@ -71,6 +71,14 @@ def _check_yaml_size(node: Any, where: str) -> None:
 def safe_yaml(text: str, where: str) -> Any:
     """``yaml.safe_load`` within :data:`MAX_CONFIG_DEPTH` and :data:`MAX_CONFIG_NODES` (checked on the
     composed node graph first), every failure a :class:`ConfigError` naming ``where``."""
+    depth = 0
+    for ch in text:  # flow-style nesting, counted before the (recursive) YAML parser sees it
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_CONFIG_DEPTH:
+                raise ConfigError(f"{where}: nested more than {MAX_CONFIG_DEPTH} levels deep")
+        elif ch in "]}":
+            depth -= 1
     try:
         _check_yaml_size(yaml.compose(text, Loader=yaml.SafeLoader), where)
         return yaml.safe_load(text)
