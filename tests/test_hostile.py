@@ -191,6 +191,23 @@ def test_full_disk_names_the_file(tmp_path, inr_set):
     assert not list((tmp_path / "i").rglob("*.npz"))  # nothing under a final name
 
 
+def test_full_disk_during_zoo_make_names_the_part(tmp_path):
+    with mock.patch("numpy.savez", side_effect=OSError(28, "No space left on device")):
+        bounded_cli_error(["zoo", "make", "--dataset", "digits", "--num-nets", "2", "--epochs", "1",
+                           "--train-images", "64", "--test-images", "64", "--out", tmp_path / "z", "--no-progress"],
+                          "cannot write", ".npz", "No space left")
+
+
+def test_refused_pickle_never_advises_unpickling(tmp_path):
+    from mnfn.io import DataFormatError, load_torch
+
+    torch.save({"w": torch.zeros(2), "obj": Path("/")}, tmp_path / "x.pt")
+    with pytest.raises(DataFormatError) as info:
+        load_torch(tmp_path / "x.pt")
+    msg = str(info.value)
+    assert "x.pt" in msg and "refused" in msg and "PosixPath" in msg and "weights_only" not in msg
+
+
 def test_outputs_have_the_mode_of_a_plain_write(tmp_path, inr_set):
     import os
 

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..data.inr import images_to_targets, make_coords
 from ..inr_models import INR_EDITORS, tensor_rms
-from ..io import load_npz, save_npz, write_json
+from ..io import atomic_path, load_npz, save_npz, write_json
 from ..models import MODELS, count_parameters
 from ..weightspace import WeightSpaceFeatures, functional_forward
 from .classify_inr import build_inr_model, describe_claims, load_splits, model_config, n_train, refresh_claims
@@ -266,7 +266,8 @@ def save_sample_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray]], d
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
 
 
