@@ -76,6 +76,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Test accuracies (%) the paper reports without augmentation, drawn beside learning curves.
+PAPER_ACCURACY: dict[str, dict[str, float]] = {
+    "mnist": {"paper: Monomial-NFN 68.43": 68.43, "paper: NP 69.82": 69.82},
+    "fashion-mnist": {"paper: Monomial-NFN 61.15": 61.15, "paper: NP 58.21": 58.21},
+    "cifar10": {"paper: Monomial-NFN 34.23": 34.23, "paper: NP 33.74": 33.74},
+}
+
 # --- data --------------------------------------------------------------------------------------
 
 def load_splits(inrs: str | Path, val_size: int | float, with_images: bool = False,
@@ -298,8 +305,9 @@ def run_experiment(args: argparse.Namespace) -> int:
     payload = {"task": TASK, "config": cfg, "models": plan.models, "seeds": plan.seeds,
                "sets": [str(s) for s in args.inrs], "runs": runs}
     if sizes:
+        refs = {Path(s).name: PAPER_ACCURACY.get(read_meta(s).get("dataset"), {}) for s in args.inrs}
         table = write_curve_reports(plan.out, TASK, curve_rows(runs, "test_accuracy"), {**payload, "train_sizes": sizes},
-                                    metric_label="test accuracy (%)", scale=100.0,
+                                    metric_label="test accuracy (%)", scale=100.0, reference=refs,
                                     plot_title="INR classification: test accuracy against training-set size")
         print(table)
         print(f"wrote {plan.out / 'learning_curve.json'}, {plan.out / 'learning_curve.md'} and "

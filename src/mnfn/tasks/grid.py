@@ -300,10 +300,11 @@ def curve_table(rows: Sequence[Mapping[str, Any]], scale: float = 1.0, digits: i
 
 
 def save_curve_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_label: str, scale: float = 1.0,
-                    title: str | None = None, reference: Mapping[str, float] | None = None) -> None:
+                    title: str | None = None, reference: Mapping[str, Mapping[str, float]] | None = None) -> None:
     """A PNG per-set panel of ``metric`` against training-set size (log axis), one line per model
     with markers at the measured sizes (error bars = std over seeds where there are several);
-    ``reference`` (label -> value) is drawn as dotted horizontal lines (e.g. the paper's numbers)."""
+    ``reference`` (set -> {label: value}, already scaled) is drawn as dotted horizontal lines
+    (e.g. the paper's numbers)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -319,9 +320,11 @@ def save_curve_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_
             line, = ax.plot(xs, ys, marker="o", label=m)
             if any(n > 1 for n in ns):
                 ax.errorbar(xs, ys, yerr=es, fmt="none", ecolor=line.get_color(), capsize=2)
-        for label, v in (reference or {}).items():
+        for j, (label, v) in enumerate(sorted(((reference or {}).get(s) or {}).items(), key=lambda kv: kv[1])):
             ax.axhline(v, color="k", linestyle=":", linewidth=1)
-            ax.annotate(label, (ax.get_xlim()[0], v), fontsize=6, va="bottom")
+            # x in axes fraction (the log axis has no 0), alternately below / above the lines
+            ax.annotate(label, xy=(0.02, v), xycoords=("axes fraction", "data"), fontsize=6,
+                        va="top" if j % 2 == 0 else "bottom")
         ax.set_xscale("log")
         ax.set_xlabel("training INRs")
         ax.set_ylabel(metric_label)
@@ -340,7 +343,7 @@ def save_curve_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_
 
 def write_curve_reports(out: Path, heading: str, rows: Sequence[Mapping[str, Any]], payload: Mapping[str, Any], *,
                         metric_label: str, scale: float = 1.0, digits: int = 2, plot_title: str | None = None,
-                        reference: Mapping[str, float] | None = None) -> str:
+                        reference: Mapping[str, Mapping[str, float]] | None = None) -> str:
     """``learning_curve.json`` / ``.md`` / ``.png`` in ``out`` (atomic writes); returns the table."""
     table = curve_table(rows, scale=scale, digits=digits, metric_label=metric_label)
     write_json(out / "learning_curve.json", {**payload, "summary": list(rows)})
