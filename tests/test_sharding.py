@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from mnfn.cli import main
-from mnfn.sharding import torchrun_shard
+from mnfn.jobs import torchrun_shard
 
 ZOO_ARGS = ["zoo", "make", "--dataset", "digits", "--num-nets", "4", "--activations", "relu", "--seed", "3",
             "--epochs", "1", "--no-progress"]

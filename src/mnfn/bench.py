@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data.inr import torch_threads
+from .jobs import torch_threads
 from .weightspace import WeightSpaceFeatures, WeightSpaceSpec, siren_spec, zoo_cnn_spec
 
 __all__ = ["BenchConfig", "BENCH_SPECS", "BENCH_MODELS", "run_bench", "bench_models", "peak_memory_bytes", "tune_malloc",

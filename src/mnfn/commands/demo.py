@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..tasks.demo import run_demo, summary_lines
-    from ..tasks.train import apply_threads
+    from ..jobs import apply_threads
 
     apply_threads(1)  # many tiny matmuls: one thread avoids oversubscription on small CPUs
     report = run_demo(args.out, args.num_nets, args.epochs, args.seed, progress=args.progress)

@@ -87,6 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("dir", help="INR set folder")
     e.add_argument("--out", required=True, help="output folder (must not hold an NFN set already)")
     e.add_argument("--prefix", default=NFN_PREFIX, help=f"class folder prefix (default {NFN_PREFIX})")
+    e.add_argument("--overwrite", action="store_true", help="write into a folder that holds something else")
     e.add_argument("--renumber", action="store_true", help="number the nets 0..n-1 instead of by image index")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         changed = [f"{k}={v:g}" for k, v in overrides.items() if v is not None and getattr(inr.recipe(args.recipe), k) != v]
         label = args.recipe + (f" ({', '.join(changed)})" if changed else "")
         splits = ("train", "test") if args.split == "both" else (args.split,)
-        from ..sharding import run_sharded
+        from ..jobs import run_sharded
 
         def make(out, shard):  # under torchrun (no explicit --shard) each rank fits shard rank/world
             return inr.make_inr_dataset(
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if cmd == "export-nfn":
         n = inr.export_nfn(args.dir, args.out, prefix=args.prefix, renumber=args.renumber,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, overwrite=args.overwrite)
         print(f"wrote {n} NFN SIREN files under {args.out}")
         return 0
     if cmd == "info":

@@ -43,11 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mk.add_argument("--workers", type=int, default=1, help="train in this many processes (same zoo; default 1)")
     mk.add_argument("--max-new-nets", type=int, default=None, help="stop after training this many nets (resume later)")
     mk.add_argument("--no-progress", action="store_true", help="no progress bar")
+    mk.add_argument("--overwrite", action="store_true",
+                    help="write into a folder that holds something else (e.g. a downloaded public zoo)")
 
     mg = add_subcommand(sub, "merge", "merge shard zoos into one (identical to a single run)",
                         "mnfn zoo merge runs/zoo-0 runs/zoo-1 --out runs/zoo")
     mg.add_argument("dirs", nargs="+", help="shard folders")
     mg.add_argument("--out", required=True, help="output folder")
+    mg.add_argument("--overwrite", action="store_true", help="replace whatever the output folder holds")
 
     inf = add_subcommand(sub, "info", "counts and accuracy statistics by activation", "mnfn zoo info runs/zoo --json")
     inf.add_argument("dir")
@@ -65,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
         if over:
             recipe = dataclasses.replace(recipe, **over)
         acts = tuple(a.strip() for a in args.activations.split(",") if a.strip())
-        from ..sharding import run_sharded
+        from ..jobs import run_sharded
 
         def make(out, shard):  # under torchrun (no explicit --shard) each rank makes shard rank/world
             return Z.make_zoo(out, args.dataset, args.num_nets, activations=acts, seed=args.seed,
                               shard=args.shard if args.shard is not None else (shard or (0, 1)), recipe=recipe,
                               data_root=args.data, progress=not args.no_progress, threads=args.threads,
-                              max_new_nets=args.max_new_nets, workers=args.workers)
+                              max_new_nets=args.max_new_nets, workers=args.workers, overwrite=args.overwrite)
 
         if args.shard is not None:
             res = make(args.out, None)
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{res.out_dir}: {res.done}/{res.total} nets of this shard, {res.trained_now} trained now{extra}; {state}")
         return 0
     if cmd == "merge":
-        out = Z.merge_zoos(args.dirs, args.out)
+        out = Z.merge_zoos(args.dirs, args.out, overwrite=args.overwrite)
         info = Z.zoo_info(out)
         print(f"{out}: {info['nets']} nets, {info['checkpoints']} checkpoints")
         return 0

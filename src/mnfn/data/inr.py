@@ -53,6 +53,7 @@ from torch import Tensor
 
 from ..io import (DataFormatError, atomic_open, load_npz, load_torch, npz_shapes, read_json, save_npz, save_torch,
                   write_json)
+from ..jobs import locks_output, parse_shard, refuse_overwrite, torch_threads  # noqa: F401  (parse_shard, torch_threads: re-exported)
 from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec, functional_forward, siren_spec
 
 __all__ = [
@@ -373,20 +374,6 @@ def _loss_and_grads(params: list[Tensor], coords: Tensor, target: Tensor, w0: fl
             else:
                 d = torch.bmm(d, Ww).mul_(coss[i - 1])
     return mse, grads
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run a block with ``torch.set_num_threads(n)`` (``None``: unchanged), restoring the old value."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def fit_sirens(images: Tensor | np.ndarray, seeds: Sequence[int], config: FitConfig = FitConfig(), *,
@@ -768,23 +755,6 @@ def summarize(root: str | Path, rows: list[dict[str, Any]] | None = None) -> Mak
 
 # --- make: plan, fit, resume, shard -----------------------------------------------------------
 
-def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int]:
-    """``"K/N"`` (0-based like torch ranks and ``mnfn zoo make``: ``0 <= K < N``) -> ``(K, N)``;
-    ``None`` -> ``(0, 1)``."""
-    if text is None:
-        return (0, 1)
-    if isinstance(text, tuple):
-        k, n = text
-    else:
-        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-        if not m:
-            raise ValueError(f"--shard must look like K/N (e.g. 0/4), got {text!r}")
-        k, n = int(m.group(1)), int(m.group(2))
-    if not (n >= 1 and 0 <= k < n):
-        raise ValueError(f"shard {k}/{n}: need 0 <= K < N (shards are numbered from 0)")
-    return (k, n)
-
-
 def select_indices(split_size: int, num: int | None, select: str) -> np.ndarray:
     """Image indices of a split to fit: the first ``num``, or ``num`` drawn at random (seed 0), sorted."""
     if num is None or num >= split_size:
@@ -853,6 +823,7 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+@locks_output("out", "mnfn inr make")
 def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
                      splits: Sequence[str] = ("train",), seed: int = 0, shard: str | tuple[int, int] | None = None,
                      fit: FitConfig = FitConfig(), batch_size: int = 64, select: str = "first",
@@ -1072,6 +1043,7 @@ def _merged_meta(sources: Sequence[str | Path], metas: list[dict[str, Any]]) -> 
     return merged
 
 
+@locks_output("out", "mnfn inr merge")
 def merge_inr_datasets(sources: Sequence[str | Path], out: str | Path) -> MakeSummary:
     """Join INR set folders into ``out``: shards of one run, or folders made with the same settings
     for different splits; a chunk present twice must be identical."""
@@ -1183,6 +1155,7 @@ def _guess_dataset(src: Path) -> str | None:
     return None
 
 
+@locks_output("out", "mnfn inr import-nfn")
 def import_nfn(src: str | Path, out: str | Path, *, dataset: str | None = None, prefix: str = NFN_PREFIX,
                train_size: int | None = None, image_shape: Sequence[int] | None = None, batch_size: int = 64,
                compute_psnr: bool = False, data_root: str | Path | None = None,
@@ -1296,15 +1269,19 @@ def import_nfn(src: str | Path, out: str | Path, *, dataset: str | None = None, 
     return summarize(out, rows)
 
 
+@locks_output("dst", "mnfn inr export-nfn")
 def export_nfn(root: str | Path, dst: str | Path, *, prefix: str = NFN_PREFIX, renumber: bool = False,
-               progress: bool = True) -> int:
+               progress: bool = True, overwrite: bool = False) -> int:
     """Write an INR set as NFN SIRENs: ``DST/<prefix>_<label>s/net<idx>.pth`` (+ ``mnfn-export.json``).
 
     ``idx`` = train image index, or ``train_size`` + test image index (NFN's train + test order);
     with ``renumber`` the nets are numbered ``0..n-1`` in index order instead (NFN's loader asserts
     contiguous indices, which a subset does not have). Returns the number of files written.
+    ``dst`` may hold an earlier export (it has ``mnfn-export.json``); anything else, e.g. an NFN set
+    downloaded there, needs ``overwrite``.
     """
     root, dst = Path(root), Path(dst)
+    refuse_overwrite(dst, lambda d: (d / EXPORT_META).is_file(), "an export made by `mnfn inr export-nfn`", overwrite)
     meta = read_meta(root)
     spec = _meta_spec(meta)
     rows = read_index(root)

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..groups import ScaleDist, sample_element
+from ..jobs import locks_output, parse_shard, refuse_overwrite
 from ..io import DataFormatError, atomic_open, atomic_path, load_npz, read_json, save_npz, write_json
 from ..weightspace import (
     ACTIVATIONS,
@@ -739,18 +740,6 @@ class MakeZooResult:
     net_cpu_seconds: list[float] = field(default_factory=list)  # process CPU seconds per net (robust to load)
 
 
-def _parse_shard(shard: tuple[int, int] | str) -> tuple[int, int]:
-    if isinstance(shard, str):
-        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
-        if not m:
-            raise ValueError(f"shard must look like K/N (e.g. 0/4), got {shard!r}")
-        shard = (int(m.group(1)), int(m.group(2)))
-    k, n = int(shard[0]), int(shard[1])
-    if n < 1 or not 0 <= k < n:
-        raise ValueError(f"shard K/N needs 0 <= K < N, got {k}/{n}")
-    return k, n
-
-
 def _zoo_meta(dataset: str, num_nets: int, activations: Sequence[str], seed: int, recipe: Recipe,
               shard: tuple[int, int], layout: list[LayoutEntry], image_shape: tuple[int, ...]) -> dict[str, Any]:
     return {
@@ -817,11 +806,12 @@ def _worker_net(i: int) -> tuple[int, float, float, float | None]:
     return _WORKER.run(i)
 
 
+@locks_output("out_dir", "mnfn zoo make")
 def make_zoo(out_dir: str | os.PathLike, dataset: str, num_nets: int, activations: Sequence[str] = ("relu", "tanh"),
              seed: int = 0, shard: tuple[int, int] | str = (0, 1), recipe: Recipe | None = None,
              data_root: str | os.PathLike | None = None, progress: bool = True, threads: int | None = 1,
              max_new_nets: int | None = None, keep_parts: bool = False, workers: int = 1,
-             on_net: Callable[[int, float], None] | None = None) -> MakeZooResult:
+             on_net: Callable[[int, float], None] | None = None, overwrite: bool = False) -> MakeZooResult:
     """Train a zoo of ``num_nets`` CNNs on ``dataset`` into ``out_dir`` (public Small CNN Zoo files).
 
     Net ``i`` (``0 <= i < num_nets``) belongs to shard ``K/N`` iff ``i % N == K``; its hyperparameters,
@@ -842,11 +832,14 @@ def make_zoo(out_dir: str | os.PathLike, dataset: str, num_nets: int, activation
     for a in acts:
         if a not in ACTIVATIONS:
             raise ValueError(f"unknown activation {a!r}; known: {', '.join(sorted(ACTIVATIONS))}")
-    k, n = _parse_shard(shard)
+    k, n = parse_shard(shard)
     recipe = recipe or default_recipe(dataset)
     if dataset not in ZOO_DATASETS:
         raise ValueError(f"unknown zoo dataset {dataset!r}; choose from {', '.join(ZOO_DATASETS)}")
     out = Path(out_dir)
+    # a folder holding a public-format zoo (or anything) that this command did not start is not resumed
+    refuse_overwrite(out, lambda d: (d / "zoo.json").is_file() or (d / ".parts").is_dir(),
+                     "a zoo made by `mnfn zoo make`", overwrite)
     parts = out / ".parts"
     indices = list(range(k, num_nets, n))
 
@@ -939,10 +932,12 @@ def make_zoo(out_dir: str | os.PathLike, dataset: str, num_nets: int, activation
 _NET_RE = re.compile(r"net(\d+)$")
 
 
-def merge_zoos(dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
+@locks_output("out", "mnfn zoo merge")
+def merge_zoos(dirs: Sequence[str | os.PathLike], out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Merge shard zoos (made here, same settings, disjoint nets) into one, ordered by net index.
 
     When the shards cover all nets the result is byte-identical to a single run with the same seed.
+    ``out`` may hold an earlier merge of the same settings (rerun); anything else needs ``overwrite``.
     """
     if not dirs:
         raise ValueError("no zoo folders to merge")
@@ -953,6 +948,14 @@ def merge_zoos(dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Pat
             raise DataFormatError(f"{z.root}: no zoo.json; only zoos made by `mnfn zoo make` (complete shards) can be merged")
         metas.append(z.meta)
     base = {kk: v for kk, v in metas[0].items() if kk not in ("shard", "net_indices")}
+
+    def same_run(d: Path) -> bool:
+        if not (d / "zoo.json").is_file():
+            return False
+        old = read_json(d / "zoo.json")
+        return isinstance(old, dict) and {kk: v for kk, v in old.items() if kk not in ("shard", "net_indices")} == base
+
+    refuse_overwrite(Path(out), same_run, "a merge of these zoos", overwrite)
     for z, m in zip(zoos[1:], metas[1:]):
         mm = {kk: v for kk, v in m.items() if kk not in ("shard", "net_indices")}
         if mm != base:

@@ -38,7 +38,8 @@ from .config import add_config_arguments, config_digest, load_config
 from .grid import (add_grid_arguments, curve_rows, markdown_table, mean_std, parse_train_sizes, plan_grid, run_grid,
                    run_learning_curve, summarize_runs, write_curve_reports, write_reports)
 from .registry import register_experiment, register_train_task
-from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
+from ..jobs import apply_threads
+from .train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
 
 __all__ = ["DEFAULTS", "MODEL_DEFAULTS", "load_splits", "model_config", "build_inr_model", "train_classifier",
            "group_augment", "run_grid", "summarize_runs", "markdown_table", "mean_std"]

@@ -40,7 +40,8 @@ from .grid import (add_grid_arguments, curve_rows, parse_train_sizes, plan_grid,
                    summarize_runs, write_curve_reports, write_reports)
 from .config import add_config_arguments, config_digest, load_config
 from .registry import register_experiment, register_train_task
-from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
+from ..jobs import apply_threads
+from .train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
 
 __all__ = ["EDITS", "DEFAULTS", "MODEL_DEFAULTS", "dilate", "contrast", "apply_edit", "render_flat",
            "train_editor", "save_sample_grid"]

@@ -43,12 +43,13 @@ from torch import Tensor
 from .. import distributed as D
 from ..groups import ScaleDist, sample_element
 from ..io import atomic_open, read_json, write_json
+from ..jobs import apply_threads, parse_shard
 from ..models import MODELS, build_model, count_parameters
 from ..weightspace import Symmetry, WeightSpaceFeatures, WeightSpaceSpec
 from .config import ConfigError, add_config_arguments, config_digest, load_config
 from .metrics import compute_metrics
 from .registry import register_experiment, register_train_task
-from .train import ArrayData, Trainer, add_train_arguments, apply_threads, derive_seed, load_best, seed_everything
+from .train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
 
 __all__ = ["DEFAULTS", "TASK", "parse_augment", "eval_conditions", "transform_features", "load_zoo_splits",
            "train_predict_gen", "run_experiment", "summarize", "markdown_table", "plot_results", "format_table"]
@@ -370,7 +371,7 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
     (``missing`` lists the others), and a final run without a shard assembles it.
     """
     out = Path(out_dir)
-    k_shard, n_shard = _parse_shard(shard)
+    k_shard, n_shard = parse_shard(shard)
     for m in models:
         model_config(cfg, m)
     splits = load_zoo_splits(zoo, activation, cfg)
@@ -424,19 +425,6 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
         plot_results(report, out / "tau_vs_scale.png")
         print(md)
     return report
-
-
-def _parse_shard(shard: tuple[int, int] | str) -> tuple[int, int]:
-    if isinstance(shard, str):
-        try:
-            k, n = (int(v) for v in shard.split("/"))
-        except ValueError:
-            raise ConfigError(f"shard must look like K/N (0-based, e.g. 0/4), got {shard!r}") from None
-    else:
-        k, n = int(shard[0]), int(shard[1])
-    if n < 1 or not 0 <= k < n:
-        raise ConfigError(f"shard K/N needs 0 <= K < N, got {k}/{n}")
-    return k, n
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:

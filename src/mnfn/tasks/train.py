@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from .. import distributed as D
 from ..io import DataFormatError, atomic_open, load_torch, save_torch
+from ..jobs import apply_threads, output_lock  # noqa: F401  (apply_threads: re-exported)
 from ..weightspace import WeightSpaceFeatures
 from .metrics import HIGHER_IS_BETTER, METRICS, compute_metrics, is_better
 
@@ -559,6 +560,14 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> FitResult:
+        """Train (resuming from ``last.pt`` when allowed); the output folder is locked meanwhile
+        (:func:`mnfn.jobs.output_lock`: a second trainer writing the same folder is refused)."""
+        if self.out_dir is None or not self.dist.is_main:
+            return self._fit()
+        with output_lock(self.out_dir, "a training run"):
+            return self._fit()
+
+    def _fit(self) -> FitResult:
         if self.out_dir is not None and self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         start, best, history = self._try_resume()
@@ -657,12 +666,6 @@ def fit(model: nn.Module, loss_fn: Callable[[Any, Any], Tensor], train_data: Any
         **kwargs: Any) -> FitResult:
     """``Trainer(model, loss_fn, train_data, val_data, **kwargs).fit()``."""
     return Trainer(model, loss_fn, train_data, val_data, **kwargs).fit()
-
-
-def apply_threads(threads: int | None) -> None:
-    """``torch.set_num_threads(threads)`` when positive (the ``--threads`` option)."""
-    if threads and threads > 0:
-        torch.set_num_threads(int(threads))
 
 
 def add_train_arguments(p: Any, default_epochs: int | None = None) -> None:

@@ -1,0 +1,218 @@
+"""The mechanics every long, resumable job shares (zoo and INR generation, merges, exports, training
+runs): shard arguments, torch thread settings, an exclusive lock on the output folder, the refusal
+to replace a folder that holds something else, and splitting a generation job over ``torchrun``.
+
+Zoo nets and INRs are pure functions of ``(seed, index)``, so a job split into N shards and merged
+gives exactly the single-process result. Under ``torchrun --nproc_per_node N`` (``WORLD_SIZE > 1``,
+no explicit ``--shard``) rank ``r`` makes shard ``r/N`` into ``OUT.shards/r-of-N``, all ranks wait
+at a barrier, and rank 0 merges the shards into ``OUT``. On a job array, pass ``--shard K/N``
+explicitly and ``merge`` afterwards instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+__all__ = ["parse_shard", "torch_threads", "apply_threads", "output_lock", "locks_output", "FolderLockedError",
+           "refuse_overwrite", "torchrun_shard", "run_sharded", "LOCK_NAME"]
+
+
+# --- shards ------------------------------------------------------------------------------------------
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
+    """``"K/N"`` (0-based like torch ranks: ``0 <= K < N``) or ``(K, N)`` -> ``(K, N)``; ``None`` -> ``(0, 1)``."""
+    if shard is None:
+        return (0, 1)
+    if isinstance(shard, str):
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+        if not m:
+            raise ValueError(f"--shard must look like K/N (0-based, e.g. 0/4), got {shard!r}")
+        k, n = int(m.group(1)), int(m.group(2))
+    else:
+        k, n = (int(v) for v in shard)
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"shard {k}/{n}: need 0 <= K < N (shards are numbered from 0)")
+    return (k, n)
+
+
+# --- threads -----------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``torch.set_num_threads(n)`` (``None``: unchanged), restoring the old value."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def apply_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` for the rest of the process when positive (``--threads``;
+    0 or ``None`` keep torch's default)."""
+    if threads and threads > 0:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+# --- the output folder -------------------------------------------------------------------------------
+
+LOCK_NAME = ".mnfn.lock"
+
+
+class FolderLockedError(OSError):
+    """Another live process is writing the folder (the message names its pid)."""
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return "another process"
+    return f"process {text}" if text else "another process"
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | os.PathLike, what: str = "job") -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (created if missing) while a job writes into it.
+
+    The lock is ``fcntl.flock`` on ``folder/.mnfn.lock``, which holds the owner's pid and is removed
+    when the job ends. A second writer gets :class:`FolderLockedError` naming that pid at once (it
+    never waits). A lock file left by a killed process is not a lock: the kernel released its
+    flock with the process, so the next job takes it over. The same process may take the lock
+    again (nested jobs, e.g. a merge inside a sharded run). Without ``flock`` (Windows) it is a no-op.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    if key in _HELD:
+        yield folder
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield folder
+        return
+    path = folder / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise FolderLockedError(f"{folder}: {_holder(path)} is writing this folder ({what}); wait for it "
+                                    "to finish, or use another output folder") from None
+        try:  # the holder we waited behind may have removed the file: lock the one on disk
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        _HELD.add(key)
+        try:
+            yield folder
+        finally:
+            _HELD.discard(key)
+            with contextlib.suppress(OSError):
+                path.unlink()  # before unlocking: a newcomer then creates a fresh file
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def locks_output(param: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: run the function under :func:`output_lock` on its argument ``param`` (a folder;
+    ``None`` = no folder, no lock)."""
+    import functools
+    import inspect
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            folder = sig.bind(*args, **kwargs).arguments.get(param)
+            if folder is None:
+                return fn(*args, **kwargs)
+            with output_lock(folder, what):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+_HELD: set[str] = set()
+
+
+def refuse_overwrite(folder: str | os.PathLike, ours: Callable[[Path], bool], what: str,
+                     overwrite: bool = False) -> None:
+    """Refuse to write into ``folder`` when it exists, is not empty (the lock file aside) and
+    ``ours(folder)`` says it does not hold this job's earlier output (which a rerun resumes);
+    ``overwrite`` allows it (the job's files then replace theirs)."""
+    folder = Path(folder)
+    if overwrite or not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: exists and is not a folder")
+    if not [p for p in folder.iterdir() if p.name != LOCK_NAME] or ours(folder):
+        return
+    raise ValueError(f"{folder}: holds something other than {what}; pass --overwrite to write over it, "
+                     "or choose another output folder")
+
+
+# --- torchrun ----------------------------------------------------------------------------------------
+
+def torchrun_shard() -> tuple[int, int] | None:
+    """``(rank, world_size)`` when launched by torchrun with more than one process, else ``None``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    return int(os.environ.get("RANK", "0")), world
+
+
+def run_sharded(out: str | Path, make: Callable[[Path, tuple[int, int] | None], Any],
+                merge: Callable[[list[Path], Path], Any]) -> Any:
+    """``make(out, None)`` in a single process; under torchrun, shard by rank and merge on rank 0.
+
+    Returns what ``make`` returned on this rank (rank 0 also merged by then).
+    """
+    out = Path(out)
+    shard = torchrun_shard()
+    if shard is None:
+        return make(out, None)
+    import torch.distributed as dist
+
+    rank, world = shard
+    dirs = [Path(f"{out}.shards") / f"{r}-of-{world}" for r in range(world)]
+    created = not dist.is_initialized()
+    if created:
+        # Generation can take hours per rank: a long barrier timeout; gloo works on any machine.
+        dist.init_process_group("gloo", timeout=datetime.timedelta(hours=48))
+    try:
+        result = make(dirs[rank], (rank, world))
+        dist.barrier()
+        if rank == 0:
+            merge(dirs, out)
+        dist.barrier()
+    finally:
+        if created:
+            dist.destroy_process_group()
+    return result
