@@ -47,6 +47,7 @@ from ..jobs import apply_threads, parse_shard
 from ..models import MODELS, build_model, count_parameters
 from ..weightspace import Symmetry, WeightSpaceFeatures, WeightSpaceSpec
 from .config import ConfigError, add_config_arguments, config_digest, load_config
+from .grid import mean_std
 from .metrics import compute_metrics
 from .registry import register_experiment, register_train_task
 from .train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
@@ -427,13 +428,6 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
     return report
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
-
-
 def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``{model: {train_augment: {condition: {metric: [mean, std, n]}}}}`` over seeds."""
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
@@ -445,7 +439,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         conds = list(rs[0]["test"])
         cell = {}
         for c in conds:
-            cell[c] = {k: [*_mean_std([r["test"][c][k] for r in rs]), len(rs)] for k in METRIC_NAMES}
+            cell[c] = {k: [*mean_std([r["test"][c][k] for r in rs]), len(rs)] for k in METRIC_NAMES}
         out.setdefault(m, {})[a] = cell
     return out
 
