@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from typing import Sequence
+
+# OpenMP threads that spin-wait between parallel regions collapse on a busy machine (two threads
+# measured 3.4x slower than one passive pair on 2 loaded cores; benchmarks/bench_threads.py):
+# wait passively unless the user chose otherwise. Set before torch (and its OpenMP) loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import commands as _commands_pkg
 
