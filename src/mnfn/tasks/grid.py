@@ -200,12 +200,7 @@ def save_bar_chart(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_l
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars stay visible
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    _save_png(fig, path)
 
 
 def write_reports(out: Path, heading: str, rows: Sequence[Mapping[str, Any]], payload: Mapping[str, Any], *,
@@ -333,6 +328,13 @@ def save_curve_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_
     axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         fig.suptitle(title, fontsize=9)
+    _save_png(fig, path)
+
+
+def _save_png(fig: Any, path: str | Path) -> None:
+    """Lay out, write atomically (110 dpi) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
