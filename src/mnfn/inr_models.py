@@ -371,4 +371,4 @@ def _register() -> None:
 
 _register()
 
-from . import inr_probes  # noqa: E402,F401  (registers monomial-inr-probe and probe-mlp)
+from . import probes  # noqa: E402,F401  (registers monomial-inr-probe, monomial-probe and probe-mlp)

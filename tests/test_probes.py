@@ -10,7 +10,7 @@ from symmetry_utils import randn_features, rel_err
 
 from mnfn.data.inr import make_coords
 from mnfn.groups import sample_element
-from mnfn.inr_probes import ProbeClassifier, SirenProbe
+from mnfn.probes import ProbeClassifier, SirenProbe
 from mnfn.models import build_model
 from mnfn.tasks.classify_inr import build_inr_model
 from mnfn.weightspace import WeightSpaceError, functional_forward, mlp_spec, siren_spec
@@ -76,3 +76,46 @@ def test_build_inr_model_scales_inside_and_probes_see_raw_weights():
         SirenProbe(mlp_spec([2, 4, 1], "relu"))
     with pytest.raises(WeightSpaceError):
         build_model("probe-mlp", mlp_spec([2, 4, 1], "relu"))
+
+
+# --- monomial-probe: any MLP or CNN, both groups -------------------------------------------------------
+
+from symmetry_utils import SCALES  # noqa: E402
+
+from mnfn.weightspace import zoo_cnn_spec  # noqa: E402
+
+ANY_SPECS = {"relu-mlp-L2": mlp_spec([3, 5, 2], "relu"), "relu-mlp-L4": mlp_spec([3, 5, 6, 4, 2], "relu"),
+             "tanh-mlp-L3": mlp_spec([3, 5, 6, 2], "tanh"),
+             "relu-zoo-cnn": zoo_cnn_spec("relu", channels=6, image_size=8),
+             "tanh-zoo-cnn": zoo_cnn_spec("tanh", channels=6, image_size=8)}
+
+
+@pytest.mark.parametrize("arch", list(ANY_SPECS))
+def test_monomial_probe_invariant_to_the_whole_group(arch):
+    spec = ANY_SPECS[arch]
+    torch.manual_seed(0)
+    model = build_model("monomial-probe", spec, num_probes=6).double().eval()
+    f = randn_features(spec, batch=4, seed=5)
+    y = model(f)
+    for k in range(3):
+        g = sample_element(spec, 4, generator=torch.Generator().manual_seed(k), scale=SCALES, dtype=torch.float64)
+        assert rel_err(model(g.act(f)), y) <= 1e-10, arch
+
+
+def test_monomial_probe_sees_what_monomial_nfn_cannot():
+    """Doubling one hidden ReLU neuron's incoming weights and bias, without compensating its outgoing
+    weights, changes the net's function; Monomial-NFN's output does not move, monomial-probe's does."""
+    spec = ANY_SPECS["relu-mlp-L4"]
+    torch.manual_seed(0)
+    nfn = build_model("monomial", spec).double().eval()
+    probe = build_model("monomial-probe", spec, num_probes=8).double().eval()
+    f = randn_features(spec, batch=2, seed=6)
+    w = [t.clone() for t in f.weights]
+    b = [t.clone() for t in f.biases]
+    w[1][:, :, 2] *= 2.0
+    b[1][:, :, 2] *= 2.0
+    changed = type(f)(tuple(w), tuple(b), spec)
+    x = torch.rand(16, 3, dtype=torch.float64) * 2 - 1
+    assert rel_err(functional_forward(changed, x), functional_forward(f, x)) > 1e-3  # another function
+    assert rel_err(nfn(changed), nfn(f)) < 1e-12  # Monomial-NFN: blind to it
+    assert rel_err(probe(changed), probe(f)) > 1e-4  # the probe model: not

@@ -1,4 +1,4 @@
-"""Probe features for INR classifiers: what each SIREN *computes* at fixed input points.
+"""Probe features: what each network *computes* at fixed inputs, for SIRENs, MLPs and CNNs alike.
 
 Every element of the monomial group leaves the function of a net unchanged, so anything read off
 the function is exactly invariant. For a SIREN with hidden activations ``h_i = sin(w0 (W_i h_{i-1} + b_i))``
@@ -11,11 +11,20 @@ nets were fitted on, see :func:`mnfn.data.inr.make_coords`; fixed random points 
   neurons permutes the rows ``h_{i,j}``, a sign flip of neuron ``j`` flips the sign of row ``j``
   (``sin`` is odd), and ``abs`` then the mean over ``j`` remove both.
 
+For any other net (ReLU or tanh MLPs and CNNs, e.g. a CNN zoo) :class:`FunctionProbe` keeps the
+output part: the net's outputs on fixed inputs (seeded uniform points for MLPs, seeded Gaussian
+images of the spec's input shape for CNNs). That is exactly invariant to every positive scaling,
+sign flip and permutation of hidden neurons, *and* it changes when the function changes, which
+Monomial-NFN's features alone cannot promise: its complete linear layers never connect entries whose
+neurons carry different scale factors and its pooling normalises each entry, so two ReLU nets
+that differ by one neuron's incoming weights and bias doubled (a different function) look the
+same to it (``tests/test_probes.py`` shows both).
+
 Probing the function of weight-space inputs is the idea of "probe features" in Neural Graphs
 (Kofinas et al., ICLR 2024) and of ProbeGen (Kahana et al., 2024). Here it is an *addition* to
 Monomial-NFN's invariant features, so the model stays exactly invariant to the whole group, and it
-is registered under its own names (``monomial-inr-probe``; ``probe-mlp`` is the probes alone, the
-ablation) so results never mix it up with the paper's model.
+is registered under its own names (``monomial-inr-probe`` and ``monomial-probe``; ``probe-mlp`` is
+the probes alone, the ablation) so results never mix it up with the paper's model.
 """
 
 from __future__ import annotations
@@ -27,9 +36,9 @@ from torch import Tensor, nn
 
 from .baselines import mlp_head
 from .models import InvariantNFN, ModelEntry, _check_features, register_model
-from .weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
+from .weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec, functional_forward
 
-__all__ = ["SirenProbe", "ProbeClassifier", "probe_points"]
+__all__ = ["SirenProbe", "FunctionProbe", "ProbeClassifier", "probe_points", "probe_inputs"]
 
 
 def probe_points(g: int, dim: int = 2, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -75,9 +84,39 @@ class SirenProbe(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+def probe_inputs(spec: WeightSpaceSpec, num: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``num`` fixed inputs for nets of ``spec`` (seed 0): points in ``[-1, 1]^n_in`` for MLPs,
+    standard Gaussian images of ``spec.in_shape`` (default ``(C, 16, 16)``) for CNNs."""
+    g = torch.Generator().manual_seed(0)
+    if spec.is_cnn:
+        shape = spec.in_shape or (spec.widths[0], 16, 16)
+        return torch.randn(num, *shape, generator=g, dtype=torch.float64).to(dtype)
+    return (torch.rand(num, spec.layers[0].n_in, generator=g, dtype=torch.float64) * 2 - 1).to(dtype)
+
+
+class FunctionProbe(nn.Module):
+    """``(B, num * n_out)``: each net's outputs on ``num`` fixed inputs (:func:`probe_inputs`),
+    computed by :func:`mnfn.weightspace.functional_forward`. Invariant to every symmetry of the nets
+    and sensitive to every change of their function. No parameters."""
+
+    def __init__(self, spec: WeightSpaceSpec, num: int = 32) -> None:
+        super().__init__()
+        if num < 1:
+            raise ValueError(f"number of probe inputs must be >= 1, got {num}")
+        self.spec = spec
+        self.num = int(num)
+        self.out_dim = self.num * spec.layers[-1].n_out
+
+    def forward(self, features: WeightSpaceFeatures) -> Tensor:
+        x = probe_inputs(self.spec, self.num, features.dtype).to(features.device)
+        y = functional_forward(features, x)  # (B, num, n_out)
+        return y.reshape(y.shape[0], -1)
+
+
 class ProbeClassifier(nn.Module):
-    """Monomial-NFN's invariant features (``use_nfn``) concatenated with :class:`SirenProbe` features,
-    then an MLP head: exactly invariant to sign flips x hidden permutations.
+    """Monomial-NFN's invariant features (``use_nfn``) concatenated with probe features
+    (:class:`SirenProbe` for SIRENs, :class:`FunctionProbe` otherwise), then an MLP head: exactly
+    invariant to the nets' whole monomial group (scalings, sign flips, hidden permutations).
 
     The Monomial-NFN branch sees the weights divided by ``input_scales`` (one positive constant per
     tensor: it commutes with the group, see :class:`mnfn.inr_models.TensorScale`); the probes see the
@@ -87,7 +126,7 @@ class ProbeClassifier(nn.Module):
 
     def __init__(self, spec: WeightSpaceSpec, in_channels: int = 1, hidden: Sequence[int] = (32, 32, 16),
                  activation: str = "auto", head: Sequence[int] = (256, 256), out_dim: int = 10, dropout: float = 0.1,
-                 probe_grid: int = 14, use_nfn: bool = True) -> None:
+                 probe_grid: int = 14, use_nfn: bool = True, num_probes: int | None = None) -> None:
         super().__init__()
         if in_channels != 1:
             raise WeightSpaceError("probe models read raw weights: in_channels must be 1")
@@ -100,7 +139,10 @@ class ProbeClassifier(nn.Module):
                                     activation=activation, head=(), out_dim=1, dropout=0.0)
             self.nfn.head = nn.Identity()  # its pooled invariant features, not a score
             dim += self.nfn.pool.out_dim
-        self.probe = SirenProbe(spec, probe_grid)
+        # SIREN-like nets (dense, odd activations): the grid probe with hidden summaries; any other
+        # net (or num_probes given): its outputs on fixed inputs
+        self.probe: nn.Module = (SirenProbe(spec, probe_grid) if num_probes is None and _odd_dense_inr(spec) is None
+                                 else FunctionProbe(spec, num_probes or probe_grid * probe_grid))
         dim += self.probe.out_dim
         self.register_buffer("input_scales", torch.ones(2 * spec.num_layers))
         self.head = mlp_head(dim, head, out_dim, dropout)
@@ -131,6 +173,17 @@ def _odd_dense_inr(spec: WeightSpaceSpec) -> str | None:
     return None
 
 
+def _monomial_probe(spec: WeightSpaceSpec, **config) -> ProbeClassifier:
+    return ProbeClassifier(spec, **{**dict(hidden=(16, 16, 5), head=(200, 200), out_dim=1, dropout=0.0,
+                                           num_probes=32), **config})
+
+
+def _monomial_probe_signature(spec: WeightSpaceSpec, in_channels: int = 1, hidden: Sequence[int] = (16, 16, 5),
+                              activation: str = "auto", head: Sequence[int] = (200, 200), out_dim: int = 1,
+                              dropout: float = 0.0, num_probes: int = 32) -> None:
+    """The config keys of ``monomial-probe`` (the paper's zoo model sizes, 32 probe inputs)."""
+
+
 def _probe_mlp(spec: WeightSpaceSpec, **config) -> ProbeClassifier:
     return ProbeClassifier(spec, use_nfn=False, **config)
 
@@ -146,6 +199,10 @@ def _register() -> None:
                    "monomial-inr + probe features (the SIREN's output and mean |activation| on a fixed grid): "
                    "invariant to the whole group (sign flips x hidden permutations)",
                    lambda s: s.neuron_symmetries(), ProbeClassifier.__init__, supports=_odd_dense_inr),
+        ModelEntry("monomial-probe", _monomial_probe,
+                   "Monomial-NFN + the nets' outputs on fixed inputs (any MLP or CNN; not blind to changes "
+                   "Monomial-NFN cannot see): invariant to the whole monomial group",
+                   lambda s: s.neuron_symmetries(), _monomial_probe_signature),
         ModelEntry("probe-mlp", _probe_mlp,
                    "probe features alone -> MLP (ablation of monomial-inr-probe); invariant to the whole group",
                    lambda s: s.neuron_symmetries(), _probe_mlp_signature, supports=_odd_dense_inr),
