@@ -29,7 +29,6 @@ range, log x-axis, one line per model).
 from __future__ import annotations
 
 import argparse
-import math
 import textwrap
 import time
 from pathlib import Path
