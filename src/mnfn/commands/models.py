@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     ref = {r["model"]: r["parameters"] for r in rows}
-    print(f"{'model':16s} {'kind':12s} {'parameters':>11s} {'vs hnp':>7s}  claims (hidden layers)")
+    print(f"{'model':20s} {'kind':12s} {'parameters':>11s} {'vs hnp':>7s}  claims (hidden layers)")
     for r in rows:
         base = ref["hnp-editor"] if r["kind"] == "equivariant" else ref["hnp"]
-        print(f"{r['model']:16s} {r['kind']:12s} {r['parameters']:11,d} {r['parameters'] / base:7.3f}  {r['claims']}")
+        print(f"{r['model']:20s} {r['kind']:12s} {r['parameters']:11,d} {r['parameters'] / base:7.3f}  {r['claims']}")
     return 0
