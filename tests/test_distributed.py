@@ -55,6 +55,7 @@ def test_two_process_gloo_training_matches_one_process(zoo, tmp_path):
         assert two["test"][cond]["tau"] == pytest.approx(one["test"][cond]["tau"], abs=0.05)
     # rank 0 alone wrote the files: one table printed, one log with one row per epoch
     assert proc.stdout.count("test condition") == 1
+    assert proc.stdout.count("wrote ") == 1 and "terminate called" not in proc.stderr
     log = (tmp_path / "two" / "log.csv").read_text().strip().splitlines()
     assert len(log) == 1 + 3
     ck = torch.load(tmp_path / "two" / "last.pt", weights_only=True)

@@ -73,6 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(exc).split())  # one line, also for multi-line messages (YAML parser errors)
         print(f"mnfn {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        # Leave a torchrun process group before exit: gloo's threads still running at interpreter
+        # shutdown can abort the process ("terminate called without an active exception").
+        dist_mod = sys.modules.get("mnfn.distributed")
+        if dist_mod is not None:
+            dist_mod.cleanup()
 
 
 if __name__ == "__main__":

@@ -323,7 +323,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not res["complete"]:
         print(f"stopped after epoch {res['epochs_done']}/{res['epochs']}; run the same command to resume")
     out = Path(args.out) if args.out else default_out(args.zoo, args.model, args.activation, args.train_augment, args.seed)
-    print(f"wrote {out / 'metrics.json'} (checkpoints and log.csv beside it)")
+    if D.is_main():  # under torchrun only rank 0 writes
+        print(f"wrote {out / 'metrics.json'} (checkpoints and log.csv beside it)")
     return 0
 
 
