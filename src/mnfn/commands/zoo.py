@@ -13,6 +13,7 @@ ORDER = 30
 HELP = "make (train), merge and inspect CNN model zoos in the public Small CNN Zoo format"
 EXAMPLE = """examples:
   mnfn zoo make --dataset digits --num-nets 300 --out zoos/digits
+  mnfn zoo make --dataset cifar10-gray --recipe public --num-nets 4000 --workers 2 --out zoos/cifar-gs
   mnfn zoo make --dataset fashion-mnist --num-nets 2000 --out zoos/fm-0 --shard 0/2
   mnfn zoo make --dataset fashion-mnist --num-nets 2000 --out zoos/fm-1 --shard 1/2
   mnfn zoo merge zoos/fm-0 zoos/fm-1 --out zoos/fashion-mnist
@@ -35,7 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mk.add_argument("--shard", default=None,
                     help="K/N (0-based): train only nets i with i %% N == K; under torchrun the rank decides")
     mk.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA, else ~/.cache/mnfn/data)")
-    mk.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (checkpoints at 0..E)")
+    mk.add_argument("--recipe", default="fast", choices=("fast", "public"),
+                    help="how every net trains: fast = 72 steps, inputs [0, 1], padding 1 (tests, demo); public = "
+                         "like the public Small CNN Zoo: inputs [-1, 1], 'valid' padding, full test set, 9 checkpoints "
+                         "over 768 steps (~11x the cost); see docs/zoo.md (default fast)")
+    mk.add_argument("--epochs", type=int, default=None,
+                    help="override the recipe's epochs (checkpoints at 0..E; public: the public zoo's 9, rescaled)")
     mk.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     mk.add_argument("--train-images", type=int, default=None, help="training pool per net (one epoch = this many examples)")
     mk.add_argument("--test-images", type=int, default=None, help="first N test images measure test accuracy")
@@ -55,6 +61,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     inf = add_subcommand(sub, "info", "counts and accuracy statistics by activation", "mnfn zoo info runs/zoo --json")
     inf.add_argument("dir")
     inf.add_argument("--json", action="store_true", help="print JSON")
+    inf.add_argument("--plot", default=None, metavar="PNG", help="also draw the final-accuracy histogram into this PNG")
+
+
+def _histogram_text(info: dict, width: int = 40) -> str:
+    """The final-accuracy histograms as text bars, one block per activation."""
+    bins = int(info["hist_bins"])
+    lines = [f"final test accuracy (share of nets below {info['near_chance_below']:.2f}, near chance, in brackets):"]
+    for a, s in info["by_activation"].items():
+        counts = s["final_hist"]
+        top = max(max(counts), 1)
+        lines.append(f"  {a} [{100 * s['final_near_chance']:.1f} %]")
+        for j, c in enumerate(counts):
+            lo, hi = j / bins, (j + 1) / bins
+            lines.append(f"    {lo:4.2f}-{hi:4.2f} {c:>6} {'#' * round(width * c / top)}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,9 +83,11 @@ def run(args: argparse.Namespace) -> int:
 
     cmd = getattr(args, "zoo_cmd", None)
     if cmd == "make":
-        recipe = Z.default_recipe(args.dataset)
+        recipe = Z.default_recipe(args.dataset, args.recipe)
         over = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                   ("train_images", args.train_images), ("test_images", args.test_images)) if v is not None}
+        if args.epochs is not None and recipe.checkpoint_epochs is not None:
+            over["checkpoint_epochs"] = Z.public_checkpoints(args.epochs)
         if over:
             recipe = dataclasses.replace(recipe, **over)
         acts = tuple(a.strip() for a in args.activations.split(",") if a.strip())
@@ -108,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         for a, s in info["by_activation"].items():
             print(f"{a:<12}{s['nets']:>7}{s['checkpoints']:>8}{s['acc_mean']:>10.3f}{s['acc_std']:>9.3f}"
                   f"{s['final_acc_mean']:>12.3f}{s['final_acc_std']:>11.3f}{s['final_acc_min']:>11.3f}{s['final_acc_max']:>11.3f}")
+        print(_histogram_text(info))
+        if args.plot:
+            print(f"wrote {Z.plot_accuracy_histogram(info, args.plot)}")
         return 0
     print("usage: mnfn zoo {make,merge,info} ...  (see mnfn zoo --help)")
     return 2
