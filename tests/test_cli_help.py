@@ -57,3 +57,18 @@ def test_old_flag_spellings_still_parse():
     a = p.parse_args(["experiment", "classify-inr", "--inrs", "d", "--progress"])
     assert a.progress is True
     assert p.parse_args(["experiment", "classify-inr", "--inrs", "d", "--no-progress"]).progress is False
+
+
+def test_closed_pipe_is_not_an_error():
+    """`mnfn models | head -1`: the reader closes the pipe; the command exits 0 without a message."""
+    import os
+
+    r, w = os.pipe()
+    os.close(r)  # every write to w now fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mnfn", "models"], stdout=w, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert proc.returncode == 0, proc.stderr
+    assert "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

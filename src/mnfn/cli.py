@@ -66,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         check_args(args)  # option values in range, before any work (one rule per option name)
         return int(args._run(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`mnfn zoo info DIR | head`): not an error of this command. Point
+        # stdout at /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (ValueError, OSError, KeyError, FloatingPointError) as exc:  # WeightSpaceError is a ValueError
         # Known, user-facing failures: one clear line instead of a traceback. ValueError covers
         # DataFormatError and ConfigError; OSError covers missing files, unwritable folders and a
