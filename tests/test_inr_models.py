@@ -193,3 +193,20 @@ def test_feature_norm_keeps_invariance(train_mode):
     assert model(_feats(SPEC, batch=1)).shape == (1, 3)  # a training batch of one does not fail
     with pytest.raises(WeightSpaceError, match="no MLP head"):
         add_feature_norm(_build("monomial-editor", SPEC))
+
+
+def test_permutation_models_with_fourier_inputs():
+    """hnp/np with NFN's Fourier input encoding: still invariant to hidden permutations (float64),
+    not to sign flips (the encoding is not odd), and refused for the monomial model."""
+    torch.manual_seed(0)
+    f = _feats(SPEC, batch=3, seed=2)
+    for name in ("hnp", "np"):
+        model = build_model(name, SPEC, fourier=8, fourier_scale=3.0, out_dim=10).double().eval()
+        y = model(f)
+        for k in range(3):
+            g = sample_element(SPEC, 3, generator=torch.Generator().manual_seed(k), scale=None, flip_signs=False)
+            assert _rel(model(g.act(f)), y) <= TOL, name
+        g = sample_element(SPEC, 3, generator=torch.Generator().manual_seed(5), scale=None, permute=False)
+        assert _rel(model(g.act(f)), y) > 1e-6, name  # sign flips are not its symmetry
+    with pytest.raises(WeightSpaceError, match="fourier features break"):
+        build_model("monomial", SPEC, fourier=8)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .baselines import FlatMLP, StatNN, check_dtype, mlp_head
 from .canonical import Canonicalize
+from .layers.fourier import FourierFeatures
 from .layers.equivariant import EquivariantLinear, fold, unfold
 from .layers.pooling import EquivariantActivation, InvariantPool
 from .layers.terms import resolve_symmetries
@@ -91,20 +92,32 @@ class InvariantNFN(nn.Module):
 
     Paper defaults for the CNN zoo: layers ``1 -> 16 -> 16 -> 5`` with ReLU between (scale
     group) or tanh, tanh, abs (sign group — ``activation="auto"`` does this), head 200, 200.
+    ``fourier = m > 0`` (permutation models only) first maps every entry ``x`` to
+    ``[sin(2 pi x B), cos(2 pi x B)]``, ``B ~ N(0, fourier_scale^2)`` of shape ``(C, m)``: NFN's
+    input encoding for INR weights (m = 128, scale 3 on MNIST).
     """
 
     def __init__(self, spec: WeightSpaceSpec, symmetries: str | Sequence[str] = "monomial", in_channels: int = 1,
                  hidden: Sequence[int] = (16, 16, 5), activation: str = "auto", head: Sequence[int] = (200, 200),
                  out_dim: int = 1, dropout: float = 0.0, io_embedding: bool | None = None,
-                 invariant_map: str = "auto") -> None:
+                 invariant_map: str = "auto", fourier: int = 0, fourier_scale: float = 3.0) -> None:
         super().__init__()
         self.spec = spec
         self.in_channels = in_channels
         self.symmetries = resolve_symmetries(spec, symmetries)
         if io_embedding is None:
             io_embedding = self.symmetries[0] != Symmetry.FIXED or self.symmetries[-1] != Symmetry.FIXED
-        self.io_embedding = _IOEmbedding(spec, in_channels) if io_embedding else None
-        chans = [in_channels, *hidden]
+        self.fourier = None
+        c_in = in_channels
+        if fourier:
+            # sin/cos of each entry are neither odd nor homogeneous: only a permutation model may use them
+            if any(s in (Symmetry.SCALE, Symmetry.SIGN) for s in self.symmetries):
+                raise WeightSpaceError("fourier features break scale and sign symmetries; use them with hnp/np "
+                                       "(or hybrid-inr, which applies them after a sign-invariant map)")
+            self.fourier = FourierFeatures(spec, in_channels, int(fourier), fourier_scale)
+            c_in = self.fourier.out_channels
+        self.io_embedding = _IOEmbedding(spec, c_in) if io_embedding else None
+        chans = [c_in, *hidden]
         self.stack = _EquivariantStack(spec, chans, self.symmetries, activation, final_activation=False)
         self.pool = InvariantPool(spec, chans[-1], self.symmetries, invariant_map)
         self.head = mlp_head(self.pool.out_dim, head, out_dim, dropout)
@@ -112,6 +125,8 @@ class InvariantNFN(nn.Module):
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
         _check_features(features, self.spec, self.in_channels, type(self).__name__, self)
         xs = fold(features)
+        if self.fourier is not None:
+            xs = self.fourier.forward_folded(xs)
         if self.io_embedding is not None:
             xs = self.io_embedding.forward_folded(xs)
         return self.head(self.pool.forward_folded(self.stack.forward_folded(xs)))
