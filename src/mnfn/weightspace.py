@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .activations import ACTIVATIONS, Sine, activation_fn, activation_for_module
+from .symmetry import Symmetry, WeightSpaceError
+
 __all__ = [
     "Symmetry",
     "ACTIVATIONS",
@@ -41,72 +44,6 @@ __all__ = [
     "siren_spec",
     "zoo_cnn_spec",
 ]
-
-
-class WeightSpaceError(ValueError):
-    """Raised for an architecture, module or feature batch the library cannot handle."""
-
-
-class Symmetry:
-    """Symmetry of a neuron layer, declared as data (compare e3nn's ``Irreps``)."""
-
-    FIXED = "fixed"  # input/output neurons: the group does not act
-    PERM = "perm"  # permutations only
-    SCALE = "scale"  # permutations x positive scalings
-    SIGN = "sign"  # permutations x sign flips
-
-    ALL = (FIXED, PERM, SCALE, SIGN)
-
-
-@dataclass(frozen=True)
-class _Act:
-    symmetry: str
-    fn: Callable[[Tensor, float], Tensor]
-
-
-def _sin(x: Tensor, w0: float) -> Tensor:
-    return torch.sin(w0 * x)
-
-
-#: Registered activations: name -> (the symmetry it preserves, x, param -> f(x)).
-#: The parameter is the negative slope for leaky_relu and the frequency w0 for sin.
-ACTIVATIONS: dict[str, _Act] = {
-    "relu": _Act(Symmetry.SCALE, lambda x, p: F.relu(x)),
-    "leaky_relu": _Act(Symmetry.SCALE, lambda x, p: F.leaky_relu(x, p)),
-    "identity": _Act(Symmetry.SCALE, lambda x, p: x),
-    "tanh": _Act(Symmetry.SIGN, lambda x, p: torch.tanh(x)),
-    "sin": _Act(Symmetry.SIGN, _sin),
-    "gelu": _Act(Symmetry.PERM, lambda x, p: F.gelu(x)),
-    "sigmoid": _Act(Symmetry.PERM, lambda x, p: torch.sigmoid(x)),
-    "softplus": _Act(Symmetry.PERM, lambda x, p: F.softplus(x)),
-    "elu": _Act(Symmetry.PERM, lambda x, p: F.elu(x)),
-    "silu": _Act(Symmetry.PERM, lambda x, p: F.silu(x)),
-}
-
-_DEFAULT_PARAM = {"leaky_relu": 0.01, "sin": 1.0}
-
-
-def activation_fn(name: str, param: float | None = None) -> Callable[[Tensor], Tensor]:
-    """Return ``x -> act(x)`` for a registered activation name."""
-    if name not in ACTIVATIONS:
-        raise WeightSpaceError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}")
-    p = _DEFAULT_PARAM.get(name, 0.0) if param is None else param
-    fn = ACTIVATIONS[name].fn
-    return lambda x: fn(x, p)
-
-
-class Sine(nn.Module):
-    """``x -> sin(w0 * x)``, the SIREN activation (odd, so it keeps sign-flip symmetry)."""
-
-    def __init__(self, w0: float = 30.0) -> None:
-        super().__init__()
-        self.w0 = float(w0)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.sin(self.w0 * x)
-
-    def extra_repr(self) -> str:
-        return f"w0={self.w0}"
 
 
 @dataclass(frozen=True)
@@ -465,26 +402,7 @@ class WeightSpaceFeatures:
 
 # --- torch modules <-> features ----------------------------------------------------------------
 
-_ACT_MODULES: dict[type, str] = {
-    nn.ReLU: "relu",
-    nn.LeakyReLU: "leaky_relu",
-    nn.Tanh: "tanh",
-    nn.GELU: "gelu",
-    nn.Sigmoid: "sigmoid",
-    nn.Softplus: "softplus",
-    nn.ELU: "elu",
-    nn.SiLU: "silu",
-    Sine: "sin",
-}
 _PASS_THROUGH = (nn.Dropout, nn.Identity, nn.Flatten)
-
-
-def _act_param(module: nn.Module) -> float | None:
-    if isinstance(module, nn.LeakyReLU):
-        return float(module.negative_slope)
-    if isinstance(module, Sine):
-        return module.w0
-    return None
 
 
 def _conv_int(v: int | tuple[int, ...], what: str, name: str) -> int:
@@ -543,15 +461,14 @@ def _parse_sequential(model: nn.Module) -> tuple[WeightSpaceSpec, list[nn.Module
                     raise WeightSpaceError(f"module {name}: layers without bias are not supported")
                 layers.append(dict(kind="dense", n_out=m.out_features, n_in=m.in_features, activation=None))
             mods.append(m)
-        elif type(m) in _ACT_MODULES:
+        elif activation_for_module(m) is not None:
             if not layers:
                 raise WeightSpaceError(f"module {name}: an activation before the first weight layer is not supported")
             if layers[-1]["activation"] is not None:
                 raise WeightSpaceError(f"module {name}: two activations in a row are not supported")
             if pool_after is not None and len(layers) - 1 == pool_after:
                 raise WeightSpaceError(f"module {name}: an activation after global pooling is not supported")
-            layers[-1]["activation"] = _ACT_MODULES[type(m)]
-            layers[-1]["act_param"] = _act_param(m)
+            layers[-1]["activation"], layers[-1]["act_param"] = activation_for_module(m)
         elif isinstance(m, nn.AdaptiveAvgPool2d):
             size = m.output_size
             if size not in (1, (1, 1)):
@@ -567,12 +484,12 @@ def _parse_sequential(model: nn.Module) -> tuple[WeightSpaceSpec, list[nn.Module
         else:
             raise WeightSpaceError(
                 f"module {name} ({type(m).__name__}) is not supported: a weight space holds Linear/Conv2d layers, "
-                f"elementwise activations ({', '.join(sorted(t.__name__ for t in _ACT_MODULES))}), "
+                f"elementwise activations ({', '.join(sorted(t.__name__ for a in ACTIVATIONS.values() for t in a.module_types))}), "
                 "global average pooling, Flatten, Dropout and Identity"
             )
     if has_maxpool is not None:
         # Every activation of the model, also those after the max-pool (Conv2d, MaxPool2d, Tanh is common).
-        acts = {_ACT_MODULES[type(m)] for _, m in flat if type(m) in _ACT_MODULES}
+        acts = {found[0] for _, m in flat if (found := activation_for_module(m)) is not None}
         why = ("max-pooling does not commute with sign flips, so it breaks the symmetry of tanh/sin networks"
                if acts & {"tanh", "sin"} else
                "max-pooling is not part of the supported weight-space family; use global average pooling")
@@ -622,20 +539,6 @@ def features_from_modules(models: Sequence[nn.Module] | nn.Module, dtype: torch.
     return feats.validate(check_finite=check_finite)
 
 
-_ACT_MODULE_FACTORY: dict[str, Callable[[float | None], nn.Module]] = {
-    "relu": lambda p: nn.ReLU(),
-    "leaky_relu": lambda p: nn.LeakyReLU(0.01 if p is None else p),
-    "identity": lambda p: nn.Identity(),
-    "tanh": lambda p: nn.Tanh(),
-    "sin": lambda p: Sine(1.0 if p is None else p),
-    "gelu": lambda p: nn.GELU(),
-    "sigmoid": lambda p: nn.Sigmoid(),
-    "softplus": lambda p: nn.Softplus(),
-    "elu": lambda p: nn.ELU(),
-    "silu": lambda p: nn.SiLU(),
-}
-
-
 def build_module(spec: WeightSpaceSpec) -> nn.Sequential:
     """A freshly initialised ``nn.Sequential`` of the architecture ``spec`` describes."""
     mods: list[nn.Module] = []
@@ -645,7 +548,7 @@ def build_module(spec: WeightSpaceSpec) -> nn.Sequential:
         else:
             mods.append(nn.Linear(layer.n_in, layer.n_out))
         if layer.activation is not None:
-            mods.append(_ACT_MODULE_FACTORY[layer.activation](layer.act_param))
+            mods.append(ACTIVATIONS[layer.activation].make_module(layer.act_param))
         if spec.pool_after == i:
             mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return nn.Sequential(*mods)

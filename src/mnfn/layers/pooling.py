@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..weightspace import ACTIVATIONS, Symmetry, WeightSpaceError, WeightSpaceSpec
@@ -126,15 +125,6 @@ class InvariantPool(nn.Module):
         return torch.cat(outs, 1)
 
 
-# Which symmetries an activation commutes with (permutations always).
-def _commutes(act: str, sym: str) -> bool:
-    if sym in (Symmetry.FIXED, Symmetry.PERM):
-        return True
-    if act == "identity":
-        return True
-    return ACTIVATIONS[act].symmetry == sym
-
-
 class EquivariantActivation(nn.Module):
     """Entrywise activation applied to folded features, checked against the group.
 
@@ -159,7 +149,7 @@ class EquivariantActivation(nn.Module):
             else:
                 if name not in ACTIVATIONS:
                     raise WeightSpaceError(f"unknown activation {name!r}; known: auto, {sorted(ACTIVATIONS)}")
-                bad = [x for x in s if not _commutes(name, x)]
+                bad = [x for x in s if not ACTIVATIONS[name].preserves(x)]
                 if bad:
                     raise WeightSpaceError(
                         f"activation {name!r} does not commute with the {bad[0]} symmetry acting on {site.name}: "
@@ -168,7 +158,7 @@ class EquivariantActivation(nn.Module):
                     )
                 chosen = name
             self.names.append(chosen)
-        self._fns = [_FNS[n] for n in self.names]
+        self._fns = [ACTIVATIONS[n].bind() for n in self.names]
 
     def forward_folded(self, xs: Sequence[Tensor]) -> list[Tensor]:
         return [fn(x) for fn, x in zip(self._fns, xs)]
@@ -177,15 +167,3 @@ class EquivariantActivation(nn.Module):
         return f"{sorted(set(self.names))}"
 
 
-_FNS = {
-    "relu": F.relu,
-    "leaky_relu": lambda x: F.leaky_relu(x, 0.01),
-    "identity": lambda x: x,
-    "tanh": torch.tanh,
-    "sin": torch.sin,
-    "gelu": F.gelu,
-    "sigmoid": torch.sigmoid,
-    "softplus": F.softplus,
-    "elu": F.elu,
-    "silu": F.silu,
-}

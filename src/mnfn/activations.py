@@ -1,0 +1,137 @@
+"""Elementwise activations, each declared once as an :class:`Activation` record.
+
+A record says everything the library needs to know about an activation ``sigma``:
+
+* ``symmetries``: which diagonal groups it commutes with besides permutations. ``scale`` if
+  ``sigma(a x) = a sigma(x)`` for ``a > 0`` (positively homogeneous: ReLU, LeakyReLU), ``sign`` if
+  ``sigma(-x) = -sigma(x)`` (odd: tanh, sin), both for the identity, none for the rest. The hidden
+  neurons it follows carry the first of these (:attr:`Activation.symmetry`), and an equivariant
+  activation applied to features may use it wherever all of the symmetries acting there are listed;
+* ``fn(x, param)`` and ``default_param`` (LeakyReLU's slope, sin's frequency ``w0``);
+* ``module(param)``: the torch module that computes it, and ``module_types``/``param_of``: how to
+  read it back from a model (``spec_from_module``).
+
+Adding an activation is one :func:`register_activation` call (``docs/architecture.md`` shows one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .symmetry import Symmetry, WeightSpaceError
+
+__all__ = ["Activation", "ACTIVATIONS", "register_activation", "activation_fn", "activation_for_module", "Sine"]
+
+
+class Sine(nn.Module):
+    """``x -> sin(w0 * x)``, the SIREN activation (odd, so it keeps sign-flip symmetry).
+
+    ``w0`` defaults to the ``sin`` record's parameter, 1; SIRENs use ``Sine(30.0)`` (``siren_spec``
+    sets ``w0=30``)."""
+
+    def __init__(self, w0: float = 1.0) -> None:
+        super().__init__()
+        self.w0 = float(w0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(self.w0 * x)
+
+    def extra_repr(self) -> str:
+        return f"w0={self.w0}"
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One elementwise activation: its symmetry, function, parameter and torch module."""
+
+    name: str
+    symmetries: tuple[str, ...]  # diagonal groups it commutes with: () , (scale,), (sign,) or both
+    fn: Callable[[Tensor, float], Tensor]  # (x, param) -> sigma(x)
+    module: Callable[[float], nn.Module]  # param -> a torch module computing sigma
+    module_types: tuple[type, ...] = ()  # torch module classes read back as this activation
+    default_param: float = 0.0
+    param_of: Callable[[nn.Module], float] | None = None  # reads the parameter off such a module
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.symmetries if s not in (Symmetry.SCALE, Symmetry.SIGN)]
+        if bad:
+            raise WeightSpaceError(f"activation {self.name!r}: symmetries may only list 'scale' and 'sign', got {bad}")
+
+    @property
+    def symmetry(self) -> str:
+        """The symmetry of the hidden neurons it follows: ``scale`` when it is positively homogeneous
+        (also for the identity, which is odd too), else ``sign`` when odd, else ``perm``."""
+        for s in (Symmetry.SCALE, Symmetry.SIGN):
+            if s in self.symmetries:
+                return s
+        return Symmetry.PERM
+
+    def preserves(self, symmetry: str) -> bool:
+        """Whether ``sigma`` commutes with the group ``symmetry`` (permutations: always)."""
+        return symmetry in (Symmetry.FIXED, Symmetry.PERM) or symmetry in self.symmetries
+
+    def bind(self, param: float | None = None) -> Callable[[Tensor], Tensor]:
+        """``x -> sigma(x)`` with ``param`` (default: the record's)."""
+        p = self.default_param if param is None else float(param)
+        fn = self.fn
+        return lambda x: fn(x, p)
+
+    def make_module(self, param: float | None = None) -> nn.Module:
+        return self.module(self.default_param if param is None else float(param))
+
+
+#: Registered activations by name (fill it with :func:`register_activation`).
+ACTIVATIONS: dict[str, Activation] = {}
+
+
+def register_activation(act: Activation) -> Activation:
+    """Add an activation to :data:`ACTIVATIONS` (names and module classes must be new)."""
+    if act.name in ACTIVATIONS:
+        raise WeightSpaceError(f"activation {act.name!r} is already registered")
+    taken = {t: a.name for a in ACTIVATIONS.values() for t in a.module_types}
+    for t in act.module_types:
+        if t in taken:
+            raise WeightSpaceError(f"module class {t.__name__} already reads as activation {taken[t]!r}")
+    ACTIVATIONS[act.name] = act
+    return act
+
+
+def activation_fn(name: str, param: float | None = None) -> Callable[[Tensor], Tensor]:
+    """Return ``x -> act(x)`` for a registered activation name."""
+    if name not in ACTIVATIONS:
+        raise WeightSpaceError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name].bind(param)
+
+
+def activation_for_module(module: nn.Module) -> tuple[str, float | None] | None:
+    """``(name, param)`` of the registered activation a torch module computes, or ``None``."""
+    for act in ACTIVATIONS.values():
+        if type(module) in act.module_types:
+            return act.name, (act.param_of(module) if act.param_of is not None else None)
+    return None
+
+
+_SCALE, _SIGN = (Symmetry.SCALE,), (Symmetry.SIGN,)
+for _a in (
+    Activation("relu", _SCALE, lambda x, p: F.relu(x), lambda p: nn.ReLU(), (nn.ReLU,)),
+    Activation("leaky_relu", _SCALE, lambda x, p: F.leaky_relu(x, p), lambda p: nn.LeakyReLU(p), (nn.LeakyReLU,),
+               default_param=0.01, param_of=lambda m: float(m.negative_slope)),
+    # Linear maps are both odd and positively homogeneous; nn.Identity is a pass-through module,
+    # not read back as an activation.
+    Activation("identity", (Symmetry.SCALE, Symmetry.SIGN), lambda x, p: x, lambda p: nn.Identity()),
+    Activation("tanh", _SIGN, lambda x, p: torch.tanh(x), lambda p: nn.Tanh(), (nn.Tanh,)),
+    Activation("sin", _SIGN, lambda x, p: torch.sin(x) if p == 1.0 else torch.sin(p * x), Sine, (Sine,), default_param=1.0,
+               param_of=lambda m: m.w0),
+    Activation("gelu", (), lambda x, p: F.gelu(x), lambda p: nn.GELU(), (nn.GELU,)),
+    Activation("sigmoid", (), lambda x, p: torch.sigmoid(x), lambda p: nn.Sigmoid(), (nn.Sigmoid,)),
+    Activation("softplus", (), lambda x, p: F.softplus(x), lambda p: nn.Softplus(), (nn.Softplus,)),
+    Activation("elu", (), lambda x, p: F.elu(x), lambda p: nn.ELU(), (nn.ELU,)),
+    Activation("silu", (), lambda x, p: F.silu(x), lambda p: nn.SiLU(), (nn.SiLU,)),
+):
+    register_activation(_a)
+del _a
