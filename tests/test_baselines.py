@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnfn.baselines import NUM_STATS, FlatMLP, StatNN, mlp_head, tensor_statistics
+from mnfn.models.baselines import NUM_STATS, FlatMLP, StatNN, mlp_head, tensor_statistics
 from mnfn.groups import sample_element
 from mnfn.weightspace import (
     WeightSpaceError,

@@ -12,7 +12,7 @@ from mnfn.data.inr import FitConfig, InrDataset, make_inr_dataset
 from mnfn.groups import sample_element
 from mnfn.tasks.classify_inr import (DEFAULTS, group_augment, markdown_table, mean_std, summarize_runs,
                                      train_classifier)
-from mnfn.tasks.config import load_config
+from mnfn.training.config import load_config
 
 TINY_MODELS = """
 epochs: 1

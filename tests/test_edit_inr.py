@@ -12,7 +12,7 @@ from scipy.ndimage import grey_dilation
 from mnfn.cli import main
 from mnfn.data.inr import FitConfig, InrDataset, images_to_targets, make_coords, make_inr_dataset
 from mnfn.tasks.edit_inr import DEFAULTS, _EditForward, apply_edit, contrast, dilate, render_flat, train_editor
-from mnfn.tasks.config import load_config
+from mnfn.training.config import load_config
 from mnfn.weightspace import functional_forward
 
 TINY = """

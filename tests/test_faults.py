@@ -50,7 +50,7 @@ from mnfn.data.zoo import ZooDataset
 from mnfn.groups import ScaleDist, sample_element
 from mnfn.io import STOP_ENV, DataFormatError, atomic_open, load_torch, save_npz, save_torch
 from mnfn.models import build_model
-from mnfn.tasks.config import ConfigError
+from mnfn.training.config import ConfigError
 from mnfn.weightspace import (WeightSpaceError, WeightSpaceFeatures, build_module, features_from_modules,
                               siren_spec, zoo_cnn_spec)
 
@@ -473,7 +473,7 @@ def test_nfn_file_fault(inr_set, tmp_path, name, write, needle):
 # 1. bad input: training checkpoints
 # =================================================================================================
 
-TRAIN_FIX = "src/mnfn/tasks/train.py"
+TRAIN_FIX = "src/mnfn/training/train.py"
 
 
 def _ck_edit(name: str, fn: Callable[[dict], Any]) -> Callable[[Path], None]:
@@ -534,7 +534,7 @@ def test_log_behind_last_checkpoint_is_repaired(zoo, pg_run, tmp_path):
 # 1. bad input: YAML configs
 # =================================================================================================
 
-CONFIG_FIX = "src/mnfn/tasks/config.py"
+CONFIG_FIX = "src/mnfn/training/config.py"
 CONFIG_CASES = [
     ("truncated", "epochs: 2\nmodels:\n  monomial: {hidden: [4,", ["bad.yaml", "not valid YAML"], None),
     ("not-a-mapping", "- 1\n- 2\n", ["bad.yaml", "mapping"], None),
@@ -561,7 +561,7 @@ def test_config_missing_and_bad_override(zoo, tmp_path):
     fu.assert_cli_error(_pg_argv(zoo, tmp_path / "r", "--set", "epochs"), "epochs", "key=value")
     fu.assert_cli_error(_pg_argv(zoo, tmp_path / "r", "--set", "models.monomial.hidden=[4,"), "cannot read value")
     with pytest.raises(ConfigError):
-        from mnfn.tasks.config import load_config
+        from mnfn.training.config import load_config
 
         load_config({"a": 1}, overrides=["a.b=1"])
 

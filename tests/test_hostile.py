@@ -27,7 +27,7 @@ from mnfn.data import images as im
 from mnfn.data.inr import FitConfig, load_chunk, make_inr_dataset, read_index, read_meta, read_nfn_file
 from mnfn.data.zoo import read_zoo
 from mnfn.io import read_json
-from mnfn.tasks.config import load_config
+from mnfn.training.config import load_config
 from mnfn.weightspace import siren_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,7 +9,7 @@ import torch
 from mnfn import WeightSpaceFeatures, siren_spec
 from mnfn.checks import measure
 from mnfn.groups import sample_element
-from mnfn.inr_models import (INR_CLASSIFIERS, INR_EDITORS, FourierFeatures, HybridInrClassifier, TensorScale,
+from mnfn.models.inr import (INR_CLASSIFIERS, INR_EDITORS, FourierFeatures, HybridInrClassifier, TensorScale,
                              tensor_rms)
 from mnfn.layers.equivariant import fold
 from mnfn.models import MODELS, build_model, claimed_symmetries
@@ -179,7 +179,7 @@ def test_fourier_features_are_entrywise_and_seeded():
 
 @pytest.mark.parametrize("train_mode", [False, True])
 def test_feature_norm_keeps_invariance(train_mode):
-    from mnfn.inr_models import HeadNorm, add_feature_norm
+    from mnfn.models.inr import HeadNorm, add_feature_norm
 
     model = add_feature_norm(_build("monomial-inr", SPEC)).double()
     assert isinstance(model.head[0], HeadNorm)

@@ -15,7 +15,7 @@ from mnfn.cli import main
 from mnfn.data.inr import (NFN_MNIST_STDS, RECIPES, FitConfig, InrDataset, fit_sirens, init_sirens, make_inr_dataset,
                            merge_inr_datasets, net_seed, read_meta, recipe, recipe_name)
 from mnfn.data.inr_stats import tensor_stats
-from mnfn.tasks.train import Trainer, lr_factor
+from mnfn.training.train import Trainer, lr_factor
 from mnfn.weightspace import siren_spec
 
 DATA = os.environ.get("MNFN_DATA")

@@ -151,3 +151,44 @@ def test_models_command_table_and_json(capsys):
     assert main(["models", "--arch", "siren"]) == 0
     out = capsys.readouterr().out
     assert "monomial" in out and "vs hnp" in out
+
+
+@pytest.mark.parametrize("spec_name", ["relu-mlp-L3", "tanh-mlp-L4", "relu-zoo-cnn", "tanh-zoo-cnn", "siren"])
+def test_models_compose_as_sequentials_and_their_claims_follow_from_the_parts(spec_name):
+    """nn.Sequential(EquivariantLinear, EquivariantActivation, ..., InvariantPool, MLP) works on
+    WeightSpaceFeatures; the claims derived from its parts hold in float64 (relative error 1e-10), and
+    a part that respects less (an HNP layer, Fourier features) lowers them, which the numbers confirm."""
+    from torch import nn
+
+    from mnfn.layers import EquivariantActivation, EquivariantLinear, FourierFeatures, InvariantPool
+    from mnfn.models.parts import chain_claims
+
+    spec = SPECS[spec_name]
+    full = spec.neuron_symmetries()
+    torch.manual_seed(0)
+
+    def chain(middle: str, fourier: bool = False) -> nn.Sequential:
+        first = [FourierFeatures(spec, 1, mapping_size=2)] if fourier else []
+        c0 = 4 if fourier else 1
+        pool = InvariantPool(spec, 3, middle)
+        return nn.Sequential(*first, EquivariantLinear(spec, c0, 4, "monomial"), EquivariantActivation(spec, "auto"),
+                             EquivariantLinear(spec, 4, 3, middle), EquivariantActivation(spec, "auto", middle),
+                             pool, nn.Linear(pool.out_dim, 5)).double().eval()
+
+    x = randn_features(spec, 4)
+    whole = chain("monomial")
+    assert chain_claims(whole, spec) == full
+    g = sample_element(spec, 4, 3, scale=SCALES)
+    with torch.no_grad():
+        assert rel_err(whole(g.act(x)), whole(x)) <= 1e-10
+    for part_sym, fourier in (("hnp", False), ("monomial", True)):
+        model = chain(part_sym, fourier)
+        claims = chain_claims(model, spec)
+        assert claims == claimed_symmetries("hnp", spec)  # hidden permutations only
+        perm = sample_element(spec, 4, 5, scale=SCALES, symmetries=claims)
+        with torch.no_grad():
+            y = model(x)
+            assert rel_err(model(perm.act(x)), y) <= 1e-10
+            assert rel_err(model(g.act(x)), y) > 1e-6  # the full group is no longer respected
+    # A module that declares nothing (a plain nn.Module on features) respects nothing.
+    assert set(chain_claims(nn.Sequential(nn.Identity(), whole), spec)) == {"fixed"}

@@ -11,7 +11,7 @@ import torch
 
 from mnfn.cli import main
 from mnfn.data.zoo import default_recipe, make_zoo
-from mnfn.tasks.config import ConfigError
+from mnfn.training.config import ConfigError
 from mnfn.tasks.predict_gen import DEFAULTS, parse_augment, eval_conditions, transform_features
 from mnfn.weightspace import zoo_cnn_spec
 

@@ -10,7 +10,7 @@ from symmetry_utils import randn_features, rel_err
 
 from mnfn.data.inr import make_coords
 from mnfn.groups import sample_element
-from mnfn.probes import ProbeClassifier, SirenProbe
+from mnfn.models.probes import ProbeClassifier, SirenProbe
 from mnfn.models import build_model
 from mnfn.tasks.classify_inr import build_inr_model
 from mnfn.weightspace import WeightSpaceError, functional_forward, mlp_spec, siren_spec

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except (ValueError, OSError, KeyError, FloatingPointError) as exc:  # WeightSpaceError is a ValueError
+    except (ValueError, OSError, FloatingPointError) as exc:  # WeightSpaceError is a ValueError
         # Known, user-facing failures: one clear line instead of a traceback. ValueError covers
         # DataFormatError and ConfigError; OSError covers missing files, unwritable folders and a
         # full disk (the message names the path); FloatingPointError is a diverged training run.

@@ -1,6 +1,14 @@
-"""Equivariant layers, invariant pooling and equivariant activations."""
+"""Equivariant layers, invariant pooling, equivariant activations and Fourier features.
+
+Every part takes :class:`~mnfn.weightspace.WeightSpaceFeatures` (``forward``), so models compose as
+``nn.Sequential(EquivariantLinear(...), EquivariantActivation(...), ..., InvariantPool(...))``;
+inside a model's stack the parts run on the folded layout (``forward_folded``) converted once.
+"""
 
 from .equivariant import EquivariantLinear, fold, unfold
+from .fourier import FourierFeatures
+from .pooling import EquivariantActivation, InvariantPool
 from .terms import Term, enumerate_terms, resolve_symmetries, tensor_sites
 
-__all__ = ["EquivariantLinear", "fold", "unfold", "Term", "enumerate_terms", "resolve_symmetries", "tensor_sites"]
+__all__ = ["EquivariantLinear", "EquivariantActivation", "InvariantPool", "FourierFeatures", "fold", "unfold",
+           "Term", "enumerate_terms", "resolve_symmetries", "tensor_sites"]

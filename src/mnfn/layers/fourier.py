@@ -8,8 +8,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..weightspace import WeightSpaceSpec
-from .terms import tensor_sites
+from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec
+from .equivariant import fold, unfold
+from .terms import resolve_symmetries, tensor_sites
 
 __all__ = ["FourierFeatures"]
 
@@ -27,6 +28,8 @@ class FourierFeatures(nn.Module):
                  seed: int = 0) -> None:
         super().__init__()
         self.kernels = [s.kernel_size for s in tensor_sites(spec)]
+        # entrywise: it commutes with every permutation, and (neither odd nor homogeneous) nothing else
+        self.symmetries = resolve_symmetries(spec, "hnp")
         self.in_channels = in_channels
         self.mapping_size = mapping_size
         g = torch.Generator().manual_seed(int(seed))
@@ -46,3 +49,6 @@ class FourierFeatures(nn.Module):
             y = torch.cat([torch.sin(proj), torch.cos(proj)], dim=1)
             out.append(y.reshape(Bsz, self.out_channels * k, *axes))
         return out
+
+    def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        return unfold(self.forward_folded(fold(features)), features.spec)

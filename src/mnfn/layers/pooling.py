@@ -21,7 +21,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..weightspace import ACTIVATIONS, Symmetry, WeightSpaceError, WeightSpaceSpec
+from ..weightspace import ACTIVATIONS, Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
+from .equivariant import fold
 from .terms import TensorSite, resolve_symmetries, tensor_sites
 
 __all__ = ["InvariantPool", "EquivariantActivation", "robust_normalize"]
@@ -62,12 +63,22 @@ def robust_normalize(x: Tensor, dim: int = 1) -> Tensor:
     return y * r
 
 
+def _check_layer_input(features: WeightSpaceFeatures, spec: WeightSpaceSpec, channels: int | None, who: str) -> None:
+    if not isinstance(features, WeightSpaceFeatures):
+        raise WeightSpaceError(f"{who} takes WeightSpaceFeatures, got {type(features).__name__}")
+    if features.spec.weight_shapes() != spec.weight_shapes():
+        raise WeightSpaceError(f"{who} built for [{spec.describe()}] got features of [{features.spec.describe()}]")
+    if channels is not None and features.channels != channels:
+        raise WeightSpaceError(f"{who} expects {channels} channels, features have {features.channels}")
+
+
 def _site_symmetries(site: TensorSite, symmetries: Sequence[str]) -> set[str]:
     return {symmetries[a.layer] for a in site.axes}
 
 
 class InvariantPool(nn.Module):
-    """Folded features ``[(B, C*k, *axes)]`` -> invariant vector ``(B, out_dim)``."""
+    """Features -> invariant vector ``(B, out_dim)`` (``forward``: :class:`WeightSpaceFeatures`;
+    ``forward_folded``: the folded ``[(B, C*k, *axes)]`` list a stack works on)."""
 
     def __init__(self, spec: WeightSpaceSpec, channels: int, symmetries: str | Sequence[str] = "monomial",
                  invariant_map: str = "auto") -> None:
@@ -124,6 +135,10 @@ class InvariantPool(nn.Module):
             outs.append(x.flatten(1))
         return torch.cat(outs, 1)
 
+    def forward(self, features: WeightSpaceFeatures) -> Tensor:
+        _check_layer_input(features, self.spec, self.channels, "InvariantPool")
+        return self.forward_folded(fold(features))
+
 
 class EquivariantActivation(nn.Module):
     """Entrywise activation applied to folded features, checked against the group.
@@ -136,6 +151,8 @@ class EquivariantActivation(nn.Module):
     def __init__(self, spec: WeightSpaceSpec, name: str = "auto", symmetries: str | Sequence[str] = "monomial") -> None:
         super().__init__()
         syms = resolve_symmetries(spec, symmetries)
+        self.spec = spec
+        self.symmetries = syms
         self.names: list[str] = []
         for site in tensor_sites(spec):
             s = _site_symmetries(site, syms)
@@ -162,6 +179,16 @@ class EquivariantActivation(nn.Module):
 
     def forward_folded(self, xs: Sequence[Tensor]) -> list[Tensor]:
         return [fn(x) for fn, x in zip(self._fns, xs)]
+
+    def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        """Entrywise, so no folding is needed: the activation of each weight and bias tensor."""
+        _check_layer_input(features, self.spec, None, "EquivariantActivation")
+        fns = iter(self._fns)
+        ws, bs = [], []
+        for w, b in features:
+            ws.append(next(fns)(w))
+            bs.append(next(fns)(b))
+        return WeightSpaceFeatures(tuple(ws), tuple(bs), features.spec)
 
     def extra_repr(self) -> str:
         return f"{sorted(set(self.names))}"

@@ -10,7 +10,7 @@ grid (finished runs are skipped, interrupted ones resume), and writes ``results.
 markdown table (mean +- std of test accuracy over seeds, with the INR set sizes).
 
 Every model sees the weights divided by a fixed positive scale per tensor (RMS over the training
-set, :class:`mnfn.inr_models.TensorScale`); this keeps every symmetry (a positive scalar per tensor
+set, :class:`mnfn.models.inr.TensorScale`); this keeps every symmetry (a positive scalar per tensor
 commutes with permutations and sign flips) and puts all models on the same footing.
 
 The helpers at the bottom (run folders, grids, tables) are shared with :mod:`.edit_inr`.
@@ -30,16 +30,16 @@ from torch import nn
 
 from ..data.inr import InrDataset, read_meta
 from ..groups import sample_element
-from ..inr_models import INR_CLASSIFIERS, TensorScale, add_feature_norm, tensor_rms
+from ..models.inr import INR_CLASSIFIERS, TensorScale, add_feature_norm, tensor_rms
 from ..io import write_json
-from ..models import MODELS, build_model, claimed_symmetries, count_parameters
-from ..weightspace import Symmetry, WeightSpaceError, siren_spec
-from .config import add_config_arguments, config_digest, load_config
-from .grid import (add_grid_arguments, curve_rows, markdown_table, mean_std, parse_train_sizes, plan_grid, run_grid,
+from ..models import MODELS, build_model, claimed_symmetries, count_parameters, model_entry
+from ..weightspace import Symmetry, siren_spec
+from ..training.config import add_config_arguments, config_digest, load_config
+from ..training.grid import (add_grid_arguments, curve_rows, markdown_table, mean_std, parse_train_sizes, plan_grid, run_grid,
                    run_learning_curve, summarize_runs, write_curve_reports, write_reports)
 from .registry import register_experiment, register_train_task
 from ..jobs import apply_threads
-from .train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
+from ..training.train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
 
 __all__ = ["DEFAULTS", "MODEL_DEFAULTS", "load_splits", "model_config", "build_inr_model", "train_classifier",
            "group_augment", "run_grid", "summarize_runs", "markdown_table", "mean_std"]
@@ -142,13 +142,7 @@ def build_inr_model(name: str, spec, cfg: Mapping[str, Any], scales: torch.Tenso
     """Build registry model ``name`` with its config section (and ``out_dim`` for classifiers),
     with a feature norm before the head when ``cfg["feature_norm"]`` (classifiers), wrapped in
     :class:`TensorScale` when ``scales`` is given."""
-    if name not in MODELS:
-        raise WeightSpaceError(f"unknown model {name!r}; registered: {', '.join(MODELS)}")
-    entry = MODELS[name]
-    if entry.kind != kind:
-        want = "a classifier (features -> logits)" if kind == "invariant" else "an editor (features -> weight change)"
-        raise ValueError(f"model {name!r} is not {want}; use one of "
-                         f"{', '.join(n for n, e in MODELS.items() if e.kind == kind)}")
+    model_entry(name, kind)
     mcfg = model_config(cfg, name)
     if out_dim is not None:
         mcfg["out_dim"] = out_dim

@@ -31,17 +31,17 @@ import torch
 from torch import Tensor
 
 from ..data.inr import images_to_targets, make_coords
-from ..inr_models import INR_EDITORS, tensor_rms
+from ..models.inr import INR_EDITORS, tensor_rms
 from ..io import atomic_path, load_npz, save_npz, write_json
 from ..models import MODELS, count_parameters
 from ..weightspace import WeightSpaceFeatures, functional_forward
 from .classify_inr import build_inr_model, describe_claims, load_splits, model_config, n_train, refresh_claims
-from .grid import (add_grid_arguments, curve_rows, parse_train_sizes, plan_grid, run_grid, run_learning_curve,
+from ..training.grid import (add_grid_arguments, curve_rows, parse_train_sizes, plan_grid, run_grid, run_learning_curve,
                    summarize_runs, write_curve_reports, write_reports)
-from .config import add_config_arguments, config_digest, load_config
+from ..training.config import add_config_arguments, config_digest, load_config
 from .registry import register_experiment, register_train_task
 from ..jobs import apply_threads
-from .train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
+from ..training.train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
 
 __all__ = ["EDITS", "DEFAULTS", "MODEL_DEFAULTS", "dilate", "contrast", "apply_edit", "render_flat",
            "train_editor", "save_sample_grid"]

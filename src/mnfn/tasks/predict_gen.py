@@ -43,13 +43,13 @@ from .. import distributed as D
 from ..groups import ScaleDist, sample_element
 from ..io import atomic_open, read_json, write_json
 from ..jobs import apply_threads, parse_shard
-from ..models import MODELS, build_model, count_parameters
+from ..models import MODELS, build_model, count_parameters, model_entry
 from ..weightspace import Symmetry, WeightSpaceFeatures, WeightSpaceSpec
-from .config import ConfigError, add_config_arguments, config_digest, load_config
-from .grid import mean_std
-from .metrics import compute_metrics
+from ..training.config import ConfigError, add_config_arguments, config_digest, load_config
+from ..training.grid import mean_std
+from ..training.metrics import compute_metrics
 from .registry import register_experiment, register_train_task
-from .train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
+from ..training.train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
 
 __all__ = ["DEFAULTS", "TASK", "parse_augment", "eval_conditions", "transform_features", "load_zoo_splits",
            "train_predict_gen", "run_experiment", "summarize", "markdown_table", "plot_results", "format_table"]
@@ -193,8 +193,7 @@ def _predict(out: Tensor) -> Tensor:
 
 
 def model_config(cfg: Mapping[str, Any], model: str) -> dict[str, Any]:
-    if model not in MODELS:
-        raise ConfigError(f"unknown model {model!r}; registered: {', '.join(MODELS)}")
+    model_entry(model)
     unknown = [m for m in cfg["models"] if m not in MODELS]
     if unknown:
         raise ConfigError(f"config section models names unknown models {unknown}; registered: {', '.join(MODELS)}")

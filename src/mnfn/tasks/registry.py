@@ -10,8 +10,9 @@ A task module in ``mnfn/tasks/`` registers itself when imported::
 
 ``add_arguments(parser)`` fills an ``argparse`` parser, ``run(args) -> int`` does the work.
 :func:`load_tasks` imports every module of the package once, so the commands never list task
-modules by hand. A module that fails to import (say, one being edited) does not break the CLI:
-its error is kept in :data:`BROKEN` and shown when its command is used.
+modules by hand. Every module here except this one is a task (the shared training infrastructure
+lives in :mod:`mnfn.training`). A module that fails to import raises: a programming error is not
+hidden behind a working CLI.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["TaskEntry", "TRAIN_TASKS", "EXPERIMENTS", "BROKEN", "register_train_task", "register_experiment",
+__all__ = ["TaskEntry", "TRAIN_TASKS", "EXPERIMENTS", "register_train_task", "register_experiment",
            "load_tasks", "add_task_subparsers"]
 
 
@@ -40,11 +40,6 @@ class TaskEntry:
 
 TRAIN_TASKS: dict[str, TaskEntry] = {}
 EXPERIMENTS: dict[str, TaskEntry] = {}
-#: module name -> one-line import error, for modules of the package that failed to import
-BROKEN: dict[str, str] = {}
-
-# Infrastructure modules of the package: no tasks in them.
-_SKIP = {"registry", "train", "metrics", "config", "grid"}
 _loaded = False
 
 
@@ -79,13 +74,8 @@ def load_tasks() -> None:
     from .. import tasks as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_") or info.name in _SKIP:
-            continue
-        try:
+        if not info.name.startswith("_") and info.name != "registry":
             importlib.import_module(f"{pkg.__name__}.{info.name}")
-        except Exception as exc:  # keep the CLI usable while one module is broken
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            BROKEN[info.name] = last
 
 
 def add_task_subparsers(parser: argparse.ArgumentParser, table: dict[str, TaskEntry], dest: str) -> None:
@@ -109,11 +99,9 @@ def add_command_arguments(parser: argparse.ArgumentParser, table: dict[str, Task
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run the chosen task; without one, print the help (and any task module that failed to import)."""
+    """Run the chosen task; without one, print the help."""
     fn = getattr(args, "_task_run", None)
     if fn is None:
         args._parser.print_help()
-        if BROKEN:
-            print("\ntask modules that failed to import: " + "; ".join(f"{k}: {v}" for k, v in BROKEN.items()))
         return 0
     return int(fn(args) or 0)

@@ -14,8 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..io import atomic_open, atomic_path, read_json, write_json
-from ..models import MODELS
-from ..weightspace import WeightSpaceError
+from ..models import model_entry
 from .config import add_config_arguments, config_digest
 
 __all__ = ["mean_std", "run_grid", "summarize_runs", "markdown_table", "csv_list", "add_grid_arguments",
@@ -160,8 +159,7 @@ def plan_grid(args: argparse.Namespace, cfg: Mapping[str, Any], default_out: str
     models = csv_list(args.models) or list(cfg["experiment"]["models"])
     seeds = csv_list(args.seeds, int) or [int(s) for s in cfg["experiment"]["seeds"]]
     for m in models:
-        if m not in MODELS:
-            raise WeightSpaceError(f"unknown model {m!r}; registered: {', '.join(MODELS)}")
+        model_entry(m)
     digest = config_digest({**(digest_extra or {}), **{k: v for k, v in cfg.items() if k != "experiment"}})
     return GridPlan(models, seeds, Path(args.out or default_out), digest)
 

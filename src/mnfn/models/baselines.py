@@ -15,61 +15,16 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .weightspace import WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
+from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec
+from .parts import check_dtype, check_features, hidden_perm, mlp_head, no_symmetry
+from .registry import ModelEntry, register_model
 
-__all__ = ["mlp_head", "StatNN", "FlatMLP", "tensor_statistics", "NUM_STATS", "QUANTILES"]
+__all__ = ["mlp_head", "check_dtype", "StatNN", "FlatMLP", "tensor_statistics", "NUM_STATS", "QUANTILES"]
 
 #: Quantile levels of the StatNN statistics (0 = min, 1 = max).
 QUANTILES: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Statistics per tensor and channel: mean, variance and the quantiles.
 NUM_STATS = 2 + len(QUANTILES)
-
-
-def mlp_head(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 0.0, *,
-             activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """``Linear -> activation -> Dropout`` for every width in ``hidden``, then ``Linear(., out_dim)``.
-
-    Dropout modules are always present (``p = dropout``, a no-op at 0) so the state-dict keys do not
-    depend on the dropout rate. No activation after the last layer: outputs are raw scalars/logits.
-    """
-    if in_dim < 1 or out_dim < 1 or any(h < 1 for h in hidden):
-        raise ValueError(f"mlp_head widths must be positive: in {in_dim}, hidden {tuple(hidden)}, out {out_dim}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    mods: list[nn.Module] = []
-    d = in_dim
-    for h in hidden:
-        mods += [nn.Linear(d, h), activation(), nn.Dropout(dropout)]
-        d = h
-    mods.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*mods)
-
-
-def check_dtype(features: WeightSpaceFeatures, who: str, module: nn.Module | None = None) -> None:
-    """Floating-point features of the same dtype as ``module``'s parameters, or a clear error."""
-    if not features.dtype.is_floating_point:
-        raise WeightSpaceError(f"{who} takes floating-point features, got {features.dtype}")
-    p = next(module.parameters(), None) if module is not None else None
-    if p is not None and p.dtype != features.dtype:
-        raise WeightSpaceError(f"{who} has {p.dtype} parameters but got {features.dtype} features; convert one "
-                               f"(features.to({p.dtype}) or model.to({features.dtype}))")
-
-
-def _check_input(features: WeightSpaceFeatures, spec: WeightSpaceSpec, channels: int, who: str,
-                 module: nn.Module | None = None) -> None:
-    """Shapes (not activations) decide whether a model can read a batch: a zoo of ReLU and tanh nets
-    of one architecture is a valid input to the same baseline."""
-    if not isinstance(features, WeightSpaceFeatures):
-        raise WeightSpaceError(f"{who} takes WeightSpaceFeatures, got {type(features).__name__}")
-    check_dtype(features, who, module)
-    if (features.spec.weight_shapes() != spec.weight_shapes()
-            or features.spec.bias_shapes() != spec.bias_shapes()):
-        raise WeightSpaceError(
-            f"{who} was built for [{spec.describe()}] but got features of [{features.spec.describe()}] "
-            "(mixed architectures cannot share one model)"
-        )
-    if features.channels != channels:
-        raise WeightSpaceError(f"{who} was built for {channels} channel(s), got features with C={features.channels}")
 
 
 def _quantiles(x: Tensor, qs: Sequence[float]) -> Tensor:
@@ -116,7 +71,7 @@ class StatNN(nn.Module):
 
     def statistics(self, features: WeightSpaceFeatures) -> Tensor:
         """``(B, 2L * 7 * C)``: the statistics, ordered layer by layer, weight then bias, channel-major."""
-        _check_input(features, self.spec, self.channels, "StatNN", self)
+        check_features(features, self.spec, self.channels, "StatNN", self)
         parts = []
         for w, b in features:
             parts.append(tensor_statistics(w).flatten(1))
@@ -139,5 +94,20 @@ class FlatMLP(nn.Module):
         self.head = mlp_head(self.in_dim, hidden, out_features, dropout)
 
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
-        _check_input(features, self.spec, self.channels, "FlatMLP", self)
+        check_features(features, self.spec, self.channels, "FlatMLP", self)
         return self.head(features.flatten())
+
+
+def _statnn(spec: WeightSpaceSpec, in_channels: int = 1, hidden: Sequence[int] = (1000, 1000), out_dim: int = 1,
+            dropout: float = 0.0) -> nn.Module:
+    return StatNN(spec, hidden=hidden, out_features=out_dim, dropout=dropout, channels=in_channels)
+
+
+def _flat_mlp(spec: WeightSpaceSpec, in_channels: int = 1, hidden: Sequence[int] = (1000, 1000), out_dim: int = 1,
+              dropout: float = 0.0) -> nn.Module:
+    return FlatMLP(spec, hidden=hidden, out_features=out_dim, dropout=dropout, channels=in_channels)
+
+
+register_model(ModelEntry("statnn", _statnn, "StatNN (Unterthiner et al. 2020): 7 statistics per tensor -> MLP",
+                          hidden_perm, _statnn))
+register_model(ModelEntry("mlp", _flat_mlp, "MLP on the flattened weights (no symmetry)", no_symmetry, _flat_mlp))

@@ -32,21 +32,20 @@ per tensor commutes with every monomial group element, so the wrapper keeps all 
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .baselines import mlp_head
-from .layers.equivariant import EquivariantLinear, fold, unfold
-from .layers.fourier import FourierFeatures
-from .layers.pooling import EquivariantActivation, InvariantPool
-from .layers.terms import resolve_symmetries, tensor_sites
-from .models import (MODELS, InvariantNFN, ModelEntry, _IOEmbedding, _check_features,
-                     register_model)
-from .weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
+from ..layers.equivariant import fold, unfold
+from ..layers.fourier import FourierFeatures
+from ..layers.pooling import InvariantPool
+from ..symmetry import Symmetry, WeightSpaceError
+from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec
+from .nfn import InvariantNFN
+from .parts import EquivariantStack, IOEmbedding, check_features, full_group, hidden_perm, mlp_head, no_symmetry
+from .registry import ModelEntry, register_model
 
 __all__ = [
     "FourierFeatures",
@@ -91,41 +90,13 @@ def _sign_claims(spec: WeightSpaceSpec) -> tuple[str, ...]:
     return tuple(s if s in (Symmetry.FIXED, Symmetry.SIGN) else Symmetry.PERM for s in syms)
 
 
-def _hidden_perm(spec: WeightSpaceSpec) -> tuple[str, ...]:
-    return resolve_symmetries(spec, "hnp")
-
-
-def _no_symmetry(spec: WeightSpaceSpec) -> tuple[str, ...]:
-    return tuple(Symmetry.FIXED for _ in spec.widths)
-
-
 # --- building blocks ---------------------------------------------------------------------------
 
-class _Stack(nn.Module):
-    """``EquivariantLinear`` layers with an activation between consecutive layers (and, with
-    ``final_activation``, after the last)."""
-
-    def __init__(self, spec: WeightSpaceSpec, channels: Sequence[int], symmetries: str | Sequence[str],
-                 activation: str, final_activation: bool = False) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(EquivariantLinear(spec, a, b, symmetries)
-                                    for a, b in zip(channels[:-1], channels[1:]))
-        n_act = len(self.layers) if final_activation else max(len(self.layers) - 1, 0)
-        self.acts = nn.ModuleList(EquivariantActivation(spec, activation, symmetries) for _ in range(n_act))
-
-    def forward_folded(self, xs: list[Tensor]) -> list[Tensor]:
-        for i, layer in enumerate(self.layers):
-            xs = layer.forward_folded(xs)
-            if i < len(self.acts):
-                xs = self.acts[i].forward_folded(xs)
-        return xs
-
-
 def _sign_front(spec: WeightSpaceSpec, in_channels: int, sign_channels: Sequence[int], sign_activation: str,
-                final_activation: bool) -> _Stack:
+                final_activation: bool) -> EquivariantStack:
     if not sign_channels:
         raise WeightSpaceError("sign_channels must name at least one sign-equivariant layer")
-    return _Stack(spec, [in_channels, *sign_channels], "monomial", sign_activation, final_activation)
+    return EquivariantStack(spec, [in_channels, *sign_channels], "monomial", sign_activation, final_activation)
 
 
 # --- classifiers -------------------------------------------------------------------------------
@@ -167,13 +138,13 @@ class HybridInrClassifier(nn.Module):
         self.sign = _sign_front(spec, in_channels, sign_channels, sign_activation, final_activation=False)
         self.fourier = FourierFeatures(spec, sign_channels[-1], mapping_size, fourier_scale, fourier_seed)
         c = self.fourier.out_channels
-        self.io_embedding = _IOEmbedding(spec, c) if mode == "np" else None
-        self.perm = _Stack(spec, [c, *hnp_hidden], mode, "relu", final_activation=True)
+        self.io_embedding = IOEmbedding(spec, c) if mode == "np" else None
+        self.perm = EquivariantStack(spec, [c, *hnp_hidden], mode, "relu", final_activation=True)
         self.pool = InvariantPool(spec, ([c, *hnp_hidden])[-1], mode)
         self.head = mlp_head(self.pool.out_dim, head, out_dim, dropout)
 
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
-        _check_features(features, self.spec, self.in_channels, type(self).__name__)
+        check_features(features, self.spec, self.in_channels, type(self).__name__)
         xs = self.sign.forward_folded(fold(features))
         xs = [x.abs() for x in xs]  # sign-invariant entrywise, permutation-equivariant
         xs = self.fourier.forward_folded(xs)
@@ -206,12 +177,12 @@ class HybridEditor(nn.Module):
         self.sign = _sign_front(spec, in_channels, sign_channels, sign_activation, final_activation=False)
         self.fourier = FourierFeatures(spec, sign_channels[-1], mapping_size, fourier_scale, fourier_seed)
         c = self.fourier.out_channels
-        self.io_embedding = _IOEmbedding(spec, c) if mode == "np" else None
-        self.perm = _Stack(spec, [c, *hidden, 1], mode, "relu", final_activation=False)
+        self.io_embedding = IOEmbedding(spec, c) if mode == "np" else None
+        self.perm = EquivariantStack(spec, [c, *hidden, 1], mode, "relu", final_activation=False)
         self.out_scale = nn.Parameter(torch.tensor(float(out_scale)))
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
-        _check_features(features, self.spec, self.in_channels, type(self).__name__)
+        check_features(features, self.spec, self.in_channels, type(self).__name__)
         xs = self.fourier.forward_folded(self.sign.forward_folded(fold(features)))
         if self.io_embedding is not None:
             xs = self.io_embedding.forward_folded(xs)
@@ -232,7 +203,7 @@ class MLPEditor(nn.Module):
         self.out_scale = nn.Parameter(torch.tensor(float(out_scale)))
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
-        _check_features(features, self.spec, self.in_channels, type(self).__name__)
+        check_features(features, self.spec, self.in_channels, type(self).__name__)
         delta = self.net(features.flatten()) * self.out_scale
         return WeightSpaceFeatures.unflatten(delta, features.spec, channels=1)
 
@@ -313,29 +284,22 @@ def _hybrid_editor(spec: WeightSpaceSpec, **config: Any) -> nn.Module:
     return HybridEditor(spec, **config)
 
 
-def _register() -> None:
-    entries = [
-        ModelEntry("monomial-inr", monomial_inr,
-                   "fully monomial INR classifier: sign-equivariant layers -> abs + mean pooling -> MLP; "
-                   "invariant to the whole group (sign flips x hidden permutations)",
-                   lambda s: s.neuron_symmetries(), monomial_inr),
-        ModelEntry("hybrid-inr", HybridInrClassifier,
-                   "hybrid (the paper's INR 'Monomial-NFN'): sign-equivariant layers -> abs -> Fourier features "
-                   "-> HNP/NP -> pooling -> MLP; invariant to sign flips x hidden permutations",
-                   _sign_claims, HybridInrClassifier.__init__, supports=_sign_only),
-        ModelEntry("hybrid-editor", _hybrid_editor,
-                   "hybrid editor (the paper's INR 'Monomial' editor): sign-equivariant layers -> Fourier features "
-                   "-> NP/HNP + ReLU; equivariant to hidden permutations only, NOT sign-equivariant",
-                   _hidden_perm, HybridEditor.__init__, kind="equivariant", supports=_sign_only),
-        ModelEntry("mlp-editor", MLPEditor,
-                   "MLP editor: flattened weights -> MLP -> flattened weight change (no symmetry)",
-                   _no_symmetry, MLPEditor.__init__, kind="equivariant"),
-    ]
-    for e in entries:
-        if e.name not in MODELS or MODELS[e.name].builder is not e.builder:
-            register_model(e)
-
-
-_register()
-
-from . import probes  # noqa: E402,F401  (registers monomial-inr-probe, monomial-probe and probe-mlp)
+for _entry in [
+    ModelEntry("monomial-inr", monomial_inr,
+               "fully monomial INR classifier: sign-equivariant layers -> abs + mean pooling -> MLP; "
+               "invariant to the whole group (sign flips x hidden permutations)",
+               full_group, monomial_inr),
+    ModelEntry("hybrid-inr", HybridInrClassifier,
+               "hybrid (the paper's INR 'Monomial-NFN'): sign-equivariant layers -> abs -> Fourier features "
+               "-> HNP/NP -> pooling -> MLP; invariant to sign flips x hidden permutations",
+               _sign_claims, HybridInrClassifier.__init__, supports=_sign_only),
+    ModelEntry("hybrid-editor", _hybrid_editor,
+               "hybrid editor (the paper's INR 'Monomial' editor): sign-equivariant layers -> Fourier features "
+               "-> NP/HNP + ReLU; equivariant to hidden permutations only, NOT sign-equivariant",
+               hidden_perm, HybridEditor.__init__, kind="equivariant", supports=_sign_only),
+    ModelEntry("mlp-editor", MLPEditor,
+               "MLP editor: flattened weights -> MLP -> flattened weight change (no symmetry)",
+               no_symmetry, MLPEditor.__init__, kind="equivariant"),
+]:
+    register_model(_entry)
+del _entry

@@ -34,9 +34,11 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .baselines import mlp_head
-from .models import InvariantNFN, ModelEntry, _check_features, register_model
-from .weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec, functional_forward
+from ..symmetry import Symmetry, WeightSpaceError
+from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec, functional_forward
+from .nfn import InvariantNFN
+from .parts import check_features, full_group, mlp_head
+from .registry import ModelEntry, register_model
 
 __all__ = ["SirenProbe", "FunctionProbe", "ProbeClassifier", "probe_points", "probe_inputs"]
 
@@ -119,7 +121,7 @@ class ProbeClassifier(nn.Module):
     invariant to the nets' whole monomial group (scalings, sign flips, hidden permutations).
 
     The Monomial-NFN branch sees the weights divided by ``input_scales`` (one positive constant per
-    tensor: it commutes with the group, see :class:`mnfn.inr_models.TensorScale`); the probes see the
+    tensor: it commutes with the group, see :class:`mnfn.models.inr.TensorScale`); the probes see the
     raw weights, so they read the function the SIREN really computes. ``set_input_scales`` sets the
     constants (the INR tasks pass the training set's per-tensor RMS).
     """
@@ -154,7 +156,7 @@ class ProbeClassifier(nn.Module):
         self.input_scales.copy_(s)
 
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
-        _check_features(features, self.spec, self.in_channels, type(self).__name__, self)
+        check_features(features, self.spec, self.in_channels, type(self).__name__, self)
         parts = []
         if self.nfn is not None:
             s = self.input_scales.to(device=features.device, dtype=features.dtype)
@@ -193,25 +195,18 @@ def _probe_mlp_signature(spec: WeightSpaceSpec, in_channels: int = 1, head: Sequ
     """The config keys of ``probe-mlp``."""
 
 
-def _register() -> None:
-    entries = [
-        ModelEntry("monomial-inr-probe", ProbeClassifier,
-                   "monomial-inr + probe features (the SIREN's output and mean |activation| on a fixed grid): "
-                   "invariant to the whole group (sign flips x hidden permutations)",
-                   lambda s: s.neuron_symmetries(), ProbeClassifier.__init__, supports=_odd_dense_inr),
-        ModelEntry("monomial-probe", _monomial_probe,
-                   "Monomial-NFN + the nets' outputs on fixed inputs (any MLP or CNN; not blind to changes "
-                   "Monomial-NFN cannot see): invariant to the whole monomial group",
-                   lambda s: s.neuron_symmetries(), _monomial_probe_signature),
-        ModelEntry("probe-mlp", _probe_mlp,
-                   "probe features alone -> MLP (ablation of monomial-inr-probe); invariant to the whole group",
-                   lambda s: s.neuron_symmetries(), _probe_mlp_signature, supports=_odd_dense_inr),
-    ]
-    from .models import MODELS
-
-    for e in entries:
-        if e.name not in MODELS or MODELS[e.name].builder is not e.builder:
-            register_model(e)
-
-
-_register()
+for _entry in [
+    ModelEntry("monomial-inr-probe", ProbeClassifier,
+               "monomial-inr + probe features (the SIREN's output and mean |activation| on a fixed grid): "
+               "invariant to the whole group (sign flips x hidden permutations)",
+               full_group, ProbeClassifier.__init__, supports=_odd_dense_inr),
+    ModelEntry("monomial-probe", _monomial_probe,
+               "Monomial-NFN + the nets' outputs on fixed inputs (any MLP or CNN; not blind to changes "
+               "Monomial-NFN cannot see): invariant to the whole monomial group",
+               full_group, _monomial_probe_signature),
+    ModelEntry("probe-mlp", _probe_mlp,
+               "probe features alone -> MLP (ablation of monomial-inr-probe); invariant to the whole group",
+               full_group, _probe_mlp_signature, supports=_odd_dense_inr),
+]:
+    register_model(_entry)
+del _entry

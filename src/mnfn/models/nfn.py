@@ -1,0 +1,159 @@
+"""The equivariant models: Monomial-NFN and NFN's HNP/NP through one code path, the editor, and
+canonicalise-then-HNP.
+
+* :class:`InvariantNFN` — equivariant layers, invariant pooling, MLP head. With
+  ``symmetries="monomial"`` it is **Monomial-NFN** (invariant to permutations and to the
+  scalings/sign flips the activations allow); ``"hnp"``/``"np"`` give NFN's HNP and NP models
+  (NP adds learned input/output position embeddings).
+* :class:`EquivariantEditor` — equivariant layers only; returns a weight-space change of the
+  input's shape, times a learned scale that starts small.
+* :class:`CanonHNP` — canonicalise each net's scale/sign orbit, then HNP.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..canonical import Canonicalize
+from ..layers.equivariant import fold, unfold
+from ..layers.fourier import FourierFeatures
+from ..layers.pooling import InvariantPool
+from ..layers.terms import resolve_symmetries
+from ..symmetry import Symmetry, WeightSpaceError
+from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec
+from .parts import EquivariantStack, IOEmbedding, check_features, full_group, hidden_perm, mlp_head
+from .registry import ModelEntry, register_model
+
+__all__ = ["InvariantNFN", "EquivariantEditor", "MonomialNFN", "CanonHNP"]
+
+
+class InvariantNFN(nn.Module):
+    """Equivariant layers -> invariant pooling -> MLP head: ``(B, out_dim)`` scores or logits.
+
+    Paper defaults for the CNN zoo: layers ``1 -> 16 -> 16 -> 5`` with ReLU between (scale
+    group) or tanh, tanh, abs (sign group — ``activation="auto"`` does this), head 200, 200.
+    ``fourier = m > 0`` (permutation models only) first maps every entry ``x`` to
+    ``[sin(2 pi x B), cos(2 pi x B)]``, ``B ~ N(0, fourier_scale^2)`` of shape ``(C, m)``: NFN's
+    input encoding for INR weights (m = 128, scale 3 on MNIST).
+    """
+
+    def __init__(self, spec: WeightSpaceSpec, symmetries: str | Sequence[str] = "monomial", in_channels: int = 1,
+                 hidden: Sequence[int] = (16, 16, 5), activation: str = "auto", head: Sequence[int] = (200, 200),
+                 out_dim: int = 1, dropout: float = 0.0, io_embedding: bool | None = None,
+                 invariant_map: str = "auto", fourier: int = 0, fourier_scale: float = 3.0) -> None:
+        super().__init__()
+        self.spec = spec
+        self.in_channels = in_channels
+        self.symmetries = resolve_symmetries(spec, symmetries)
+        if io_embedding is None:
+            io_embedding = self.symmetries[0] != Symmetry.FIXED or self.symmetries[-1] != Symmetry.FIXED
+        self.fourier = None
+        c_in = in_channels
+        if fourier:
+            # sin/cos of each entry are neither odd nor homogeneous: only a permutation model may use them
+            if any(s in (Symmetry.SCALE, Symmetry.SIGN) for s in self.symmetries):
+                raise WeightSpaceError("fourier features break scale and sign symmetries; use them with hnp/np "
+                                       "(or hybrid-inr, which applies them after a sign-invariant map)")
+            self.fourier = FourierFeatures(spec, in_channels, int(fourier), fourier_scale)
+            c_in = self.fourier.out_channels
+        self.io_embedding = IOEmbedding(spec, c_in) if io_embedding else None
+        chans = [c_in, *hidden]
+        self.stack = EquivariantStack(spec, chans, self.symmetries, activation, final_activation=False)
+        self.pool = InvariantPool(spec, chans[-1], self.symmetries, invariant_map)
+        self.head = mlp_head(self.pool.out_dim, head, out_dim, dropout)
+
+    def forward(self, features: WeightSpaceFeatures) -> Tensor:
+        check_features(features, self.spec, self.in_channels, type(self).__name__, self)
+        xs = fold(features)
+        if self.fourier is not None:
+            xs = self.fourier.forward_folded(xs)
+        if self.io_embedding is not None:
+            xs = self.io_embedding.forward_folded(xs)
+        return self.head(self.pool.forward_folded(self.stack.forward_folded(xs)))
+
+
+def MonomialNFN(spec: WeightSpaceSpec, **config: Any) -> InvariantNFN:
+    """Monomial-NFN: :class:`InvariantNFN` with the symmetries read from the activations."""
+    return InvariantNFN(spec, symmetries="monomial", **config)
+
+
+class EquivariantEditor(nn.Module):
+    """Equivariant layers ``in_channels -> hidden -> 1``: a weight change ``Delta(U)`` with
+    ``Delta(gU) = g Delta(U)``, scaled by a learned scalar that starts at ``out_scale`` so the
+    edited network starts close to the input one."""
+
+    def __init__(self, spec: WeightSpaceSpec, symmetries: str | Sequence[str] = "monomial", in_channels: int = 1,
+                 hidden: Sequence[int] = (16, 16, 16), activation: str = "auto", out_scale: float = 1e-3,
+                 io_embedding: bool | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.in_channels = in_channels
+        self.symmetries = resolve_symmetries(spec, symmetries)
+        if io_embedding is None:
+            io_embedding = self.symmetries[0] != Symmetry.FIXED or self.symmetries[-1] != Symmetry.FIXED
+        self.io_embedding = IOEmbedding(spec, in_channels) if io_embedding else None
+        self.stack = EquivariantStack(spec, [in_channels, *hidden, 1], self.symmetries, activation,
+                                       final_activation=False)
+        self.out_scale = nn.Parameter(torch.tensor(float(out_scale)))
+
+    def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        check_features(features, self.spec, self.in_channels, type(self).__name__, self)
+        xs = fold(features)
+        if self.io_embedding is not None:
+            xs = self.io_embedding.forward_folded(xs)
+        out = self.stack.forward_folded(xs)
+        return unfold([t * self.out_scale for t in out], features.spec)
+
+
+class CanonHNP(nn.Module):
+    """Canonicalise each network's scale/sign orbit, then an HNP model: invariant to the whole
+    monomial group (canonicalisation removes scales and signs, HNP handles permutations)."""
+
+    def __init__(self, spec: WeightSpaceSpec, **config: Any) -> None:
+        super().__init__()
+        self.spec = spec
+        self.canon = Canonicalize(spec)
+        self.hnp = InvariantNFN(spec, symmetries="hnp", **config)
+
+    def forward(self, features: WeightSpaceFeatures) -> Tensor:
+        check_features(features, self.spec, self.hnp.in_channels, type(self).__name__, self)
+        return self.hnp(self.canon(features))
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+# NFN's published HNP/NP models use an MLP head of two 1000-wide layers (Zhou et al. 2023);
+# Monomial-NFN's paper model uses 200, 200.
+_NFN_HEAD = (("head", (1000, 1000)),)
+
+
+def _nfn(symmetries: str) -> Callable[..., nn.Module]:
+    return lambda spec, **config: InvariantNFN(spec, symmetries=symmetries, **config)
+
+
+def _editor(symmetries: str) -> Callable[..., nn.Module]:
+    return lambda spec, **config: EquivariantEditor(spec, symmetries=symmetries, **config)
+
+
+for _entry in [
+    ModelEntry("monomial", _nfn("monomial"), "Monomial-NFN: invariant to permutations x scalings/sign flips",
+               full_group, InvariantNFN.__init__),
+    ModelEntry("hnp", _nfn("hnp"), "HNP (Zhou et al. 2023): invariant to hidden-neuron permutations",
+               hidden_perm, InvariantNFN.__init__, defaults=_NFN_HEAD),
+    ModelEntry("np", _nfn("np"), "NP (Zhou et al. 2023): permutation layers + IO position embeddings",
+               hidden_perm, InvariantNFN.__init__, defaults=_NFN_HEAD),
+    ModelEntry("canon-hnp", CanonHNP, "canonicalise scale/sign orbits, then HNP: monomial invariant",
+               full_group, InvariantNFN.__init__, defaults=_NFN_HEAD),
+    ModelEntry("monomial-editor", _editor("monomial"),
+               "Monomial-NFN editor: weight change equivariant to permutations x scalings/sign flips",
+               full_group, EquivariantEditor.__init__, kind="equivariant"),
+    ModelEntry("hnp-editor", _editor("hnp"), "HNP editor: weight change equivariant to hidden permutations",
+               hidden_perm, EquivariantEditor.__init__, kind="equivariant"),
+    ModelEntry("np-editor", _editor("np"), "NP editor with IO position embeddings", hidden_perm,
+               EquivariantEditor.__init__, kind="equivariant"),
+]:
+    register_model(_entry)
+del _entry

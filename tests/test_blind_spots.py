@@ -1,0 +1,64 @@
+"""What Monomial-NFN cannot see, shown exactly (float64), and which models do see it.
+
+The complete linear layer of the monomial group maps an entry of a hidden-to-hidden weight
+``W(i)_{jk}`` (both neurons hidden, so it carries ``d_j / d_k``: no other entry carries the same
+factor for every group element) only to itself, and the pooling averages over all entries. So on a
+net with two hidden layers, Monomial-NFN's output does not change when the entries of ``W(2)`` are
+shuffled among themselves, kernels kept whole: a change that is no symmetry and changes the net's
+function a lot. StatNN is blind to it too (per-tensor statistics); the permutation models, whose
+layers sum rows and columns, and the probe models, which read the function, are not.
+This is what keeps ``monomial-inr`` near StatNN on SIRENs (docs/results.md, experiment 2).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mnfn.models import build_model
+from mnfn.weightspace import WeightSpaceFeatures, functional_forward, siren_spec, zoo_cnn_spec
+from symmetry_utils import randn_features, rel_err
+
+SPECS = {"siren": siren_spec(1, hidden=8), "relu-zoo-cnn": zoo_cnn_spec("relu", channels=6, image_size=8),
+         "tanh-zoo-cnn": zoo_cnn_spec("tanh", channels=6, image_size=8)}
+BLIND = {"siren": ["monomial-inr", "monomial", "statnn"],
+         "relu-zoo-cnn": ["monomial", "statnn"], "tanh-zoo-cnn": ["monomial", "statnn"]}
+SEEING = {"siren": ["hybrid-inr", "hnp", "np", "monomial-inr-probe"],
+          "relu-zoo-cnn": ["hnp", "np", "canon-hnp", "monomial-probe"],
+          "tanh-zoo-cnn": ["hnp", "np", "monomial-probe"]}
+SMALL = {"monomial-inr": dict(hidden=(4, 3), head=(8,)), "hybrid-inr": dict(sign_channels=(3, 1), mapping_size=3,
+         hnp_hidden=(4,), head=(8,)), "monomial-inr-probe": dict(hidden=(4, 3), head=(8,))}
+
+
+def _shuffle_hidden_weights(f: WeightSpaceFeatures, seed: int = 0) -> WeightSpaceFeatures:
+    """``W(2)``'s (out, in) positions shuffled, each kernel moved whole; everything else kept."""
+    w = f.weights[1]
+    B, C, n_out, n_in = w.shape[:4]
+    perm = torch.randperm(n_out * n_in, generator=torch.Generator().manual_seed(seed))
+    flat = w.reshape(B, C, n_out * n_in, *w.shape[4:])[:, :, perm]
+    return WeightSpaceFeatures((f.weights[0], flat.reshape(w.shape), *f.weights[2:]), f.biases, f.spec)
+
+
+def _inputs(spec, n: int = 16) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    if spec.is_cnn:
+        return torch.randn(n, *spec.in_shape, generator=g, dtype=torch.float64)
+    return torch.rand(n, spec.layers[0].n_in, generator=g, dtype=torch.float64) * 2 - 1
+
+
+@pytest.mark.parametrize("arch", list(SPECS))
+def test_shuffling_hidden_to_hidden_weights_is_invisible_to_monomial_nfn(arch):
+    spec = SPECS[arch]
+    f = randn_features(spec, batch=3, seed=4)
+    g = _shuffle_hidden_weights(f)
+    x = _inputs(spec)
+    assert rel_err(functional_forward(g, x), functional_forward(f, x)) > 0.1  # another function
+    torch.manual_seed(0)
+    for name in BLIND[arch]:
+        model = build_model(name, spec, **SMALL.get(name, {})).double().eval()
+        with torch.no_grad():
+            assert rel_err(model(g), model(f)) < 1e-12, name
+    for name in SEEING[arch]:
+        model = build_model(name, spec, **SMALL.get(name, {})).double().eval()
+        with torch.no_grad():
+            assert rel_err(model(g), model(f)) > 1e-5, name
