@@ -18,17 +18,14 @@ One module per job, lower layers first (each imports only from the ones before i
 
 Every name of the former single module ``mnfn.data.zoo`` is importable from here as before (the
 public ones and the private ones tests reach). ``_WORKER``, the state of a ``--workers`` process,
-lives in :mod:`~mnfn.data.zoo.make`; reading or setting ``mnfn.data.zoo._WORKER`` reaches it there.
+lives in :mod:`~mnfn.data.zoo.make` (use it there).
 """
 
 from __future__ import annotations
 
-import sys
-import types
 
 # Beyond __all__, the other names the single module had are re-exported too (constants, the
 # helpers tests use): hence the noqa: F401 on these imports.
-from . import make as _make
 from .dataset import Augment, MaterializedZoo, ZooDataset, read_split_file, split_nets  # noqa: F401
 from .format import (FORMAT_VERSION, METRIC_COLUMNS, NUMERIC_COLUMNS, OPTIMIZERS, REQUIRED_COLUMNS,  # noqa: F401
                      TRAIN_FRACTIONS, W_INITS, ZOO_DATASETS, LayoutEntry, Zoo, features_to_rows, read_layout,
@@ -73,19 +70,3 @@ __all__ = [
     "read_split_file",
     "split_nets",
 ]
-
-
-class _ZooPackage(types.ModuleType):
-    """This package's module type: ``_WORKER`` is a module-level variable of :mod:`.make` that its
-    functions rebind, so a copy here would go stale; the property reads and sets the real one."""
-
-    @property
-    def _WORKER(self) -> _make._WorkerState | None:  # noqa: N802 (the variable's name)
-        return _make._WORKER
-
-    @_WORKER.setter
-    def _WORKER(self, value: _make._WorkerState | None) -> None:
-        _make._WORKER = value
-
-
-sys.modules[__name__].__class__ = _ZooPackage
