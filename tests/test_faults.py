@@ -236,7 +236,7 @@ def _ragged_row(d: Path) -> None:
     fu.write_gz_lines(d / "metrics.csv.gz", lines)
 
 
-ZOO_FIX = "src/mnfn/data/zoo.py"
+ZOO_FIX = "src/mnfn/data/zoo/"
 # (id, mutation, reader, cli, needles, xfail reason or None)
 #   reader "read": read_zoo(d); "dataset": ZooDataset(d, relu, all).features (what training reads)
 #   cli "info": mnfn zoo info d; "train": mnfn train predict-gen --zoo d

@@ -182,14 +182,16 @@ def test_worker_path_writes_the_same_nets(zoo_dir, tmp_path):
     out = tmp_path / "w"
     make_zoo(out, "digits", NUM, seed=3, recipe=TINY, progress=False, max_new_nets=0)  # writes .parts/config.json
     # threads=1 as make_zoo uses: float reductions (and so the bits) depend on the thread count.
-    job = Z._Job(3, ("relu", "tanh"), TINY, "digits", str(out / ".parts"), None, 1)
+    from mnfn.data.zoo import make as zoo_make  # the module whose worker state this is
+
+    job = zoo_make._Job(3, ("relu", "tanh"), TINY, "digits", str(out / ".parts"), None, 1)
     threads = torch.get_num_threads()
-    Z._worker_init(job)
+    zoo_make._worker_init(job)
     try:
         for i in (4, 1):
-            assert Z._worker_net(i)[0] == i
+            assert zoo_make._worker_net(i)[0] == i
     finally:
-        Z._WORKER = None
+        zoo_make._WORKER = None
         torch.set_num_threads(threads)
     res = make_zoo(out, "digits", NUM, seed=3, recipe=TINY, progress=False)
     assert res.complete and res.trained_now == NUM - 2
