@@ -128,3 +128,24 @@ def test_writers_refuse_to_replace_what_they_did_not_make(tmp_path, capsys):
     assert (nfn / "randinit_smaller_0s" / "net0.pth").read_bytes() == b"theirs"
     assert main(["inr", "export-nfn", str(tmp_path / "inr"), "--out", str(tmp_path / "mine"), "--no-progress"]) == 0
     assert main(["inr", "export-nfn", str(tmp_path / "inr"), "--out", str(tmp_path / "mine"), "--no-progress"]) == 0
+
+
+def test_settings_diff_is_the_one_rule():
+    """Values compare as JSON (tuples = lists); volatile keys are ignored; keys= whitelists; fill
+    completes a stored value's defaults, and a value fill cannot read is compared as stored."""
+    from mnfn.jobs import settings_diff
+
+    assert settings_diff({"a": (1, 2), "b": 3}, {"a": [1, 2], "b": 3}) == []
+    assert settings_diff({"a": 1, "n": [1]}, {"a": 1, "n": [1, 2]}, volatile=("n",)) == []
+    assert settings_diff({"a": 1, "x": 5}, {"a": 2, "x": 6}, keys=("a",)) == ["a"]
+    assert settings_diff({"a": 1}, {"a": 1, "new": 0}) == ["new"]
+
+    def fill(v):
+        if not isinstance(v, dict):
+            raise TypeError("not a recipe")
+        return {"lr": 1e-3, **v}
+
+    assert settings_diff({"r": {}}, {"r": {"lr": 1e-3}}, fill={"r": fill}) == []
+    assert settings_diff({"r": {"lr": 2e-3}}, {"r": {"lr": 1e-3}}, fill={"r": fill}) == ["r"]
+    assert settings_diff({"r": "garbage"}, {"r": {"lr": 1e-3}}, fill={"r": fill}) == ["r"]
+    assert settings_diff(None, {"a": 1}) == ["(settings are not a mapping)"]

@@ -17,13 +17,50 @@ import errno
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-__all__ = ["parse_shard", "torch_threads", "apply_threads", "output_lock", "locks_output", "FolderLockedError",
+__all__ = ["settings_diff", "jsonable", "parse_shard", "torch_threads", "apply_threads", "output_lock", "locks_output", "FolderLockedError",
            "refuse_overwrite", "torchrun_shard", "run_sharded", "LOCK_NAME"]
 
 
 # --- shards ------------------------------------------------------------------------------------------
+
+def jsonable(x: Any) -> Any:
+    """``x`` as JSON would give it back: tuples become lists (recursively), so settings compare equal
+    whether they were just built or read from a file."""
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    return x
+
+
+def settings_diff(old: Any, new: Any, *, keys: Sequence[str] | None = None, volatile: Sequence[str] = (),
+                  fill: Mapping[str, Callable[[Any], Any]] | None = None) -> list[str]:
+    """The one rule every resumable job and merge uses for "made with the same settings?": the keys
+    whose values differ, compared as JSON values.
+
+    ``keys``: compare only these (default: every key of either, minus ``volatile``, the keys that
+    change while a job runs, like the list of finished nets). ``fill[key]`` maps a stored value to
+    the same value with every default filled in (e.g. ``Recipe.from_dict(v).to_dict()``), so a folder
+    written before a setting existed matches a run that states its default; a value it cannot read is
+    compared as stored (and then differs)."""
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return ["(settings are not a mapping)"]
+    fill = fill or {}
+
+    def norm(m: Mapping[str, Any], k: str) -> Any:
+        v = m.get(k)
+        if k in fill and v is not None:
+            try:
+                v = fill[k](v)
+            except (TypeError, ValueError):
+                pass
+        return jsonable(v)
+
+    names = list(keys) if keys is not None else sorted((set(old) | set(new)) - set(volatile))
+    return [k for k in names if norm(old, k) != norm(new, k)]
+
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
     """``"K/N"`` (0-based like torch ranks: ``0 <= K < N``) or ``(K, N)`` -> ``(K, N)``; ``None`` -> ``(0, 1)``."""

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from .. import distributed as D
 from ..io import DataFormatError, atomic_open, load_torch, save_torch
-from ..jobs import apply_threads, output_lock  # noqa: F401  (apply_threads: re-exported)
+from ..jobs import apply_threads, output_lock, settings_diff  # noqa: F401  (apply_threads: re-exported)
 from ..weightspace import WeightSpaceFeatures
 from .metrics import HIGHER_IS_BETTER, METRICS, compute_metrics, is_better
 
@@ -547,9 +547,16 @@ class Trainer:
             return fresh
         ck = load_torch(path, map_location="cpu")
         _check_keys(path, ck, LAST_KEYS)
-        if ck.get("config") != self._ckpt_config():
-            raise ValueError(f"{path}: was written with another configuration; use another --out folder or "
-                             f"start over (--restart). saved: {ck.get('config')} now: {self._ckpt_config()}")
+        try:
+            saved = json.loads(ck.get("config") or "null")
+        except (TypeError, ValueError):
+            saved = None
+        now = json.loads(self._ckpt_config())
+        diff = settings_diff(saved, now, volatile=("epochs",))
+        if diff:
+            show = {k: ((saved or {}).get(k) if isinstance(saved, dict) else None, now.get(k)) for k in diff[:5]}
+            raise ValueError(f"{path}: was written with another configuration (differs in {', '.join(diff)}: "
+                             f"saved -> now {show}); use another --out folder or start over (--restart)")
         _load_state(path, "model", self.model, ck["model"])
         _load_state(path, "optimizer", self.optimizer, ck["optimizer"])
         set_rng_state(ck["rng"])

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ...io import DataFormatError, write_json
-from ...jobs import locks_output, parse_shard
+from ...jobs import locks_output, parse_shard, settings_diff
 from .fit import FitConfig, fit_sirens, recipe_name
 from .format import (CONVENTIONS, FORMAT, FORMAT_VERSION, INR_DATASETS, KNOWN_SPLIT_SIZES, SPLITS, MakeSummary,
                      _chunk_files, _meta_spec, _save_chunk, chunk_name, load_chunk, read_meta, summarize,
@@ -58,27 +58,14 @@ def plan_chunks(split_sizes: dict[str, int], splits: Sequence[str], num: int | N
 _CONFIG_KEYS = ("dataset", "image_shape", "resize", "siren", "split_sizes", "plan", "fit")
 
 
+def _fill_fit(v: Any) -> Any:
+    return FitConfig.from_json(v).to_json()
+
+
 def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Keys of :data:`_CONFIG_KEYS` whose values differ, with defaults filled in (so a folder written
-    before a setting existed compares equal to one that states its default)."""
-    def norm(m: dict[str, Any], k: str) -> Any:
-        v = m.get(k)
-        if k == "fit" and isinstance(v, dict):
-            try:
-                v = FitConfig.from_json(v).to_json()
-            except (TypeError, ValueError):
-                pass
-        return _jsonable(v)
-
-    return [k for k in _CONFIG_KEYS if norm(a, k) != norm(b, k)]
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
+    """Keys of :data:`_CONFIG_KEYS` whose values differ (:func:`mnfn.jobs.settings_diff`, the fit
+    settings with their defaults filled in)."""
+    return settings_diff(a, b, keys=_CONFIG_KEYS, fill={"fit": _fill_fit})
 
 
 @locks_output("out", "mnfn inr make")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ...io import DataFormatError, load_npz, read_json, save_npz, write_json
-from ...jobs import locks_output, parse_shard, refuse_overwrite
+from ...jobs import locks_output, parse_shard, refuse_overwrite, settings_diff
 from ...weightspace import ACTIVATIONS, cnn_spec
 from .format import FORMAT_VERSION, METRIC_COLUMNS, ZOO_DATASETS, LayoutEntry, read_zoo, write_zoo, zoo_layout
 from .recipe import Recipe, default_recipe
@@ -61,15 +61,26 @@ def _zoo_meta(dataset: str, num_nets: int, activations: Sequence[str], seed: int
     }
 
 
-def comparable_settings(meta: Any, volatile: Sequence[str] = ("net_indices",)) -> Any:
-    """A zoo's settings as compared on resume and merge: ``volatile`` keys dropped and the recipe with
-    every field filled in (so a zoo written before a recipe field existed still matches its defaults)."""
+def _fill_recipe(v: Any) -> Any:
+    return Recipe.from_dict(v).to_dict()
+
+
+#: How a zoo's settings compare (:func:`mnfn.jobs.settings_diff`): the recipe with its defaults
+#: filled in, so a zoo written before a recipe field existed still matches.
+_FILL = {"recipe": _fill_recipe}
+_RUN_KEYS = ("net_indices",)  # change while a zoo is made
+_MERGE_KEYS = ("shard", "net_indices")  # differ between the shards of one zoo
+
+
+def comparable_settings(meta: Any, volatile: Sequence[str] = _RUN_KEYS) -> Any:
+    """A zoo's settings without ``volatile`` keys and with the recipe's defaults filled in (what a
+    merge writes as the merged zoo's settings)."""
     if not isinstance(meta, dict):
         return meta
     out = {k: v for k, v in meta.items() if k not in volatile}
     if isinstance(out.get("recipe"), dict):
         try:
-            out["recipe"] = Recipe.from_dict(out["recipe"]).to_dict()
+            out["recipe"] = _fill_recipe(out["recipe"])
         except (TypeError, ValueError):
             pass  # left as written: it then differs, and the caller says so
     return out
@@ -175,18 +186,16 @@ def make_zoo(out_dir: str | os.PathLike, dataset: str, num_nets: int, activation
     meta = _zoo_meta(dataset, num_nets, acts, seed, recipe, (k, n), layout, data.spec_in)
 
     if (out / "zoo.json").is_file():
-        old_cmp = comparable_settings(read_json(out / "zoo.json"))
-        if old_cmp != meta:
-            diff = sorted(kk for kk in set(old_cmp) | set(meta) if old_cmp.get(kk) != meta.get(kk))
+        diff = settings_diff(read_json(out / "zoo.json"), meta, volatile=_RUN_KEYS, fill=_FILL)
+        if diff:
             raise ValueError(f"{out}: already holds a zoo made with other settings (differs in {diff}); "
                              "choose another folder")
         return MakeZooResult(out, len(indices), len(indices), 0, True)
     parts.mkdir(parents=True, exist_ok=True)
     cfg_path = parts / "config.json"
     if cfg_path.is_file():
-        old = comparable_settings(read_json(cfg_path))
-        if old != meta:
-            diff = sorted(kk for kk in set(old) | set(meta) if old.get(kk) != meta.get(kk))
+        diff = settings_diff(read_json(cfg_path), meta, volatile=_RUN_KEYS, fill=_FILL)
+        if diff:
             raise ValueError(f"{out}: an unfinished zoo with other settings is there (differs in {diff}); "
                              f"rerun with its settings to resume, or choose another folder")
     else:
@@ -271,20 +280,18 @@ def merge_zoos(dirs: Sequence[str | os.PathLike], out: str | os.PathLike, overwr
         if z.meta is None:
             raise DataFormatError(f"{z.root}: no zoo.json; only zoos made by `mnfn zoo make` (complete shards) can be merged")
         metas.append(z.meta)
-    volatile = ("shard", "net_indices")
-    base = comparable_settings(metas[0], volatile)
+    base = comparable_settings(metas[0], _MERGE_KEYS)
 
     def same_run(d: Path) -> bool:
         if not (d / "zoo.json").is_file():
             return False
         old = read_json(d / "zoo.json")
-        return isinstance(old, dict) and comparable_settings(old, volatile) == base
+        return not settings_diff(old, base, volatile=_MERGE_KEYS, fill=_FILL)
 
     refuse_overwrite(Path(out), same_run, "a merge of these zoos", overwrite)
     for z, m in zip(zoos[1:], metas[1:]):
-        mm = comparable_settings(m, volatile)
-        if mm != base:
-            diff = sorted(kk for kk in set(mm) | set(base) if mm.get(kk) != base.get(kk))
+        diff = settings_diff(m, base, volatile=_MERGE_KEYS, fill=_FILL)
+        if diff:
             raise ValueError(f"{z.root}: made with other settings than {zoos[0].root} (differs in {diff})")
         if z.layout != zoos[0].layout:
             raise DataFormatError(f"{z.root}: layout.csv differs from {zoos[0].root}")
