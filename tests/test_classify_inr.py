@@ -9,6 +9,7 @@ import torch
 
 from mnfn.cli import main
 from mnfn.data.inr import FitConfig, InrDataset, make_inr_dataset
+from mnfn.io import read_json
 from mnfn.groups import sample_element
 from mnfn.tasks.classify_inr import (DEFAULTS, group_augment, markdown_table, mean_std, summarize_runs,
                                      train_classifier)
@@ -110,3 +111,13 @@ def test_unknown_model_is_a_clear_error(digit_inrs, capsys):
                "--out", "/nonexistent/x", "--no-progress"])
     assert rc == 2
     assert "not a classifier" in capsys.readouterr().err
+
+
+def test_resume_through_another_path_to_the_same_set(digit_inrs, tmp_path, monkeypatch):
+    """The set is recorded by its resolved path: naming it another way resumes, not refuses."""
+    monkeypatch.chdir(digit_inrs.parent)
+    out = tmp_path / "run"
+    common = ["--model", "statnn", "--epochs", "2", "--no-progress", "--out", str(out)]
+    assert main(["train", "classify-inr", "--inrs", digit_inrs.name, *common, "--stop-after", "1"]) == 0
+    assert main(["train", "classify-inr", "--inrs", str(digit_inrs.resolve()) + "/", *common]) == 0
+    assert read_json(out / "metrics.json")["epochs_done"] == 2

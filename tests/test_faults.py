@@ -785,7 +785,7 @@ def test_predict_gen_killed_and_rerun_gives_the_same_metrics(zoo, tmp_path):
     ref = tmp_path / "ref"
     got, want = json.loads((out / "metrics.json").read_text()), json.loads((ref / "metrics.json").read_text())
     assert _drop_seconds(got) == _drop_seconds(want), states
-    assert got["complete"] and got["epochs_done"] == 3
+    assert got["completed"] and got["epochs_done"] == 3
 
     def log(d: Path) -> list[dict]:
         with open(d / "log.csv") as fh:

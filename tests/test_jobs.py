@@ -149,3 +149,12 @@ def test_settings_diff_is_the_one_rule():
     assert settings_diff({"r": {"lr": 2e-3}}, {"r": {"lr": 1e-3}}, fill={"r": fill}) == ["r"]
     assert settings_diff({"r": "garbage"}, {"r": {"lr": 1e-3}}, fill={"r": fill}) == ["r"]
     assert settings_diff(None, {"a": 1}) == ["(settings are not a mapping)"]
+
+
+def test_process_map_runs_everything_and_raises_worker_errors():
+    """The one worker pool: every item once (completion order), a worker's exception reaches the caller."""
+    from mnfn.jobs import process_map
+
+    assert sorted(process_map(abs, [-3, 1, -2, 5, -4], 2)) == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="invalid literal"):
+        list(process_map(int, ["1", "2", "x", "4"], 2))

@@ -117,7 +117,7 @@ def test_experiment_grid_resumable_with_report(zoo, tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
     assert main(argv) == 0  # a rerun skips every finished cell
-    assert capsys.readouterr().out.count("done, skipped") == 4
+    assert capsys.readouterr().out.count("done before") == 4
 
 
 def test_transform_and_conditions():

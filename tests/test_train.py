@@ -139,6 +139,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     tr, va = _data()
     with pytest.raises(ValueError, match="another configuration"):
         Trainer(model, _bce, tr, va, epochs=5, out_dir=tmp_path / "part", progress=False, config={"what": "else"}).fit()
+    # fewer epochs than the finished run trained: refused, not a result saying epochs 2, epochs_done 4
+    with pytest.raises(ValueError, match="already trained 4 epochs, more than the 2"):
+        _train(tmp_path / "part", epochs=2)
 
 
 def test_best_checkpoint_never_rolls_back_live_model(tmp_path):

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-__all__ = ["settings_diff", "jsonable", "parse_shard", "torch_threads", "apply_threads", "output_lock", "locks_output", "FolderLockedError",
+__all__ = ["settings_diff", "jsonable", "process_map", "parse_shard", "torch_threads", "apply_threads", "output_lock", "locks_output", "FolderLockedError",
            "refuse_overwrite", "torchrun_shard", "run_sharded", "LOCK_NAME"]
 
 
@@ -60,6 +60,35 @@ def settings_diff(old: Any, new: Any, *, keys: Sequence[str] | None = None, vola
 
     names = list(keys) if keys is not None else sorted((set(old) | set(new)) - set(volatile))
     return [k for k in names if norm(old, k) != norm(new, k)]
+
+
+def process_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
+                initializer: Callable[..., None] | None = None, initargs: tuple = ()) -> Iterator[Any]:
+    """``fn(item)`` for every item in ``workers`` spawned processes; results in completion order.
+
+    The one worker pool of every long job (zoo nets, INR chunks). Spawned, not forked: forking a
+    process whose OpenMP pool already ran can deadlock. At most two items per worker are in flight,
+    so large items (image batches) are not all pickled at once. ``initializer(*initargs)`` runs once
+    per worker (load data, set threads). An exception in a worker cancels what is pending and is
+    raised here."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=initializer, initargs=initargs) as pool:
+        pending: set = set()
+        queue = list(items)
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * workers:
+                    pending.add(pool.submit(fn, queue.pop(0)))
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    yield f.result()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
 
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:

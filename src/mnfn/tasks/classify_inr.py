@@ -210,7 +210,7 @@ def train_classifier(inrs: str | Path, model_name: str, cfg: Mapping[str, Any], 
     def loss_fn(out, target):
         return F.cross_entropy(out, target, label_smoothing=smoothing)
 
-    run_cfg = {"task": TASK, "model": model_name, "inrs": str(inrs), "seed": seed,
+    run_cfg = {"task": TASK, "model": model_name, "inrs": str(Path(inrs).resolve()), "seed": seed,
                **{k: v for k, v in cfg.items() if k not in ("models", "experiment")},
                "model_config": model_config(cfg, model_name)}
     trainer = Trainer(model, loss_fn, ArrayData(feats, labels), ArrayData(val.features, val.labels),

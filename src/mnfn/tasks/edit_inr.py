@@ -197,7 +197,7 @@ def train_editor(inrs: str | Path, edit: str, model_name: str, cfg: Mapping[str,
     scales = tensor_rms(feats) if cfg["normalize"] else None
     model = build_inr_model(model_name, spec, cfg, scales, kind="equivariant")
     run_cfg = {"task": TASK, "edit": edit, "edit_params": dict(cfg["edits"].get(edit, {})), "model": model_name,
-               "inrs": str(inrs), "seed": seed,
+               "inrs": str(Path(inrs).resolve()), "seed": seed,
                **{k: v for k, v in cfg.items() if k not in ("models", "experiment", "edits", "samples")},
                "model_config": model_config(cfg, model_name)}
     trainer = Trainer(model, _mse, ArrayData(feats, y_train), ArrayData(val.features, y_val),

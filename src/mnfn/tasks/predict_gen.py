@@ -41,12 +41,12 @@ from torch import Tensor
 
 from .. import distributed as D
 from ..groups import ScaleDist, sample_element
-from ..io import atomic_open, read_json, write_json
-from ..jobs import apply_threads, parse_shard
+from ..io import atomic_open, write_json
+from ..jobs import apply_threads
 from ..models import MODELS, build_model, count_parameters, model_entry
 from ..weightspace import Symmetry, WeightSpaceFeatures, WeightSpaceSpec
 from ..training.config import ConfigError, add_config_arguments, config_digest, load_config
-from ..training.grid import mean_std
+from ..training.grid import Cell, mean_std, run_cells
 from ..training.metrics import compute_metrics
 from .registry import register_experiment, register_train_task
 from ..training.train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
@@ -83,6 +83,9 @@ DEFAULTS: dict[str, Any] = {
     "models": {
         "monomial": {"hidden": [16, 16, 5], "head": [200, 200]},
     },
+    # What `mnfn experiment predict-gen` runs when --models / --seeds are not given (not part of a
+    # cell's digest: adding a model or a seed reuses every finished cell).
+    "experiment": {"models": ["monomial", "hnp", "np", "statnn", "canon-hnp"], "seeds": [0, 1]},
 }
 OPEN_SECTIONS = ("models",)
 METRIC_NAMES = ("tau", "r2", "mae")
@@ -240,7 +243,7 @@ def train_predict_gen(zoo: str | Path, model: str, activation: str, cfg: Mapping
     net = build_model(model, spec, **mcfg)
     run_cfg = {"task": TASK, "zoo": str(Path(zoo).resolve()), "model": model, "activation": activation,
                "train_augment": train_augment or "none", "seed": seed, "model_config": mcfg,
-               **{k: v for k, v in cfg.items() if k != "models"}}
+               **{k: v for k, v in cfg.items() if k not in ("models", "experiment")}}
     trainer = Trainer(net, _loss_fn(cfg["loss"]), train, val, metrics=list(METRIC_NAMES), predict_fn=_predict,
                       epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]),
                       eval_batch_size=int(cfg["eval_batch_size"]), lr=float(cfg["lr"]),
@@ -255,7 +258,7 @@ def train_predict_gen(zoo: str | Path, model: str, activation: str, cfg: Mapping
         "train_augment": train_augment or "none", "seed": seed, "config_digest": config_digest(run_cfg),
         "params": count_parameters(net), "num_train": len(train), "num_val": len(val), "num_test": len(test_ds),
         "dropped_nonfinite": {k: int(getattr(d, "dropped_nonfinite", 0)) for k, d in splits.items()},
-        "epochs": fit.epochs, "epochs_done": fit.epochs_done, "complete": fit.completed,
+        "epochs": fit.epochs, "epochs_done": fit.epochs_done, "completed": fit.completed,
         "best_epoch": fit.best_epoch, "best_val": {k: v for k, v in fit.best_metrics.items() if k.startswith("val_")},
     }
     if not fit.completed:
@@ -319,7 +322,7 @@ def run_train(args: argparse.Namespace) -> int:
     res = train_predict_gen(args.zoo, args.model, args.activation, cfg, train_augment=args.train_augment,
                             seed=args.seed, out_dir=args.out, progress=args.progress, device=args.device,
                             restart=args.restart, stop_after=args.stop_after, verbose_epochs=not args.progress)
-    if not res["complete"]:
+    if not res["completed"]:
         print(f"stopped after epoch {res['epochs_done']}/{res['epochs']}; run the same command to resume")
     out = Path(args.out) if args.out else default_out(args.zoo, args.model, args.activation, args.train_augment, args.seed)
     if D.is_main():  # under torchrun only rank 0 writes
@@ -371,7 +374,6 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
     (``missing`` lists the others), and a final run without a shard assembles it.
     """
     out = Path(out_dir)
-    k_shard, n_shard = parse_shard(shard)
     for m in models:
         model_config(cfg, m)
     splits = load_zoo_splits(zoo, activation, cfg)
@@ -379,38 +381,24 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
     augs = expand_augments(augments, spec, cfg)
     for a in augs:
         _check_augment(parse_augment(a), spec, "train augmentation")
-    cells = [(m, a, s) for a in augs for m in models for s in seeds]
-    records: list[dict[str, Any]] = []
-    missing: list[str] = []
+    zoo_id = str(Path(zoo).resolve())
+    cells = [Cell(_cell_name(m, a, s), out / "cells" / _cell_name(m, a, s),
+                  config_digest({"cfg": {k: v for k, v in cfg.items() if k != "experiment"}, "model": m, "aug": a, "seed": s, "act": activation, "zoo": zoo_id}),
+                  (m, a, s))
+             for a in augs for m in models for s in seeds]
     t0 = time.perf_counter()
-    for i, (m, a, s) in enumerate(cells):
-        cell_dir = out / "cells" / _cell_name(m, a, s)
-        digest = config_digest({"cfg": dict(cfg), "model": m, "aug": a, "seed": s, "act": activation,
-                                "zoo": str(Path(zoo).resolve())})
-        done = None
-        if (cell_dir / "metrics.json").is_file():
-            prev = read_json(cell_dir / "metrics.json")
-            if prev.get("grid_digest") == digest and prev.get("complete"):
-                done = prev
-        done = D.broadcast_object(done)
-        if done is None and i % n_shard != k_shard:
-            missing.append(cell_dir.name)
-            continue
-        if done is not None:
-            if D.is_main():
-                print(f"[{i + 1}/{len(cells)}] {cell_dir.name}: done, skipped")
-            records.append(done)
-            continue
-        if D.is_main():
-            print(f"[{i + 1}/{len(cells)}] {cell_dir.name}: training", flush=True)
-        res = train_predict_gen(zoo, m, activation, cfg, train_augment=a, seed=s, out_dir=cell_dir,
+
+    def one(cell: Cell) -> dict[str, Any]:
+        m, a, s = cell.key
+        res = train_predict_gen(zoo, m, activation, cfg, train_augment=a, seed=s, out_dir=cell.run_dir,
                                 progress=progress, device=device, splits=splits, verbose=False,
                                 verbose_epochs=not progress)
-        res["grid_digest"] = digest
         if D.is_main():
-            write_json(cell_dir / "metrics.json", res)
             print(format_table(res), flush=True)
-        records.append(res)
+        return res
+
+    records, missing_cells = run_cells(cells, one, log=lambda msg: print(msg, flush=True), shard=shard)
+    missing = [c.label for c in missing_cells]
     summary = summarize(records)
     report = {"task": TASK, "zoo": str(zoo), "activation": activation, "models": list(models), "seeds": list(seeds),
               "train_augments": augs, "conditions": eval_conditions(spec, cfg), "config": dict(cfg),
@@ -431,7 +419,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``{model: {train_augment: {condition: {metric: [mean, std, n]}}}}`` over seeds."""
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in records:
-        if r.get("complete") and "test" in r:
+        if (r.get("completed") or r.get("complete")) and "test" in r:
             groups.setdefault((r["model"], r["train_augment"]), []).append(r)
     out: dict[str, Any] = {}
     for (m, a), rs in groups.items():
@@ -519,9 +507,10 @@ def plot_results(report: Mapping[str, Any], path: str | Path, metric: str = "tau
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zoo", required=True, help="zoo folder")
     p.add_argument("--out", required=True, help="experiment folder (cells/, results.json, results.md, tau_vs_scale.png)")
-    p.add_argument("--models", default="monomial,hnp,np,statnn,canon-hnp",
-                   help="comma-separated registered models (default monomial,hnp,np,statnn,canon-hnp)")
-    p.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated registered models (default: the config's experiment.models, "
+                        "monomial,hnp,np,statnn,canon-hnp)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's experiment.seeds, 0,1)")
     p.add_argument("--activation", default="relu", choices=("relu", "tanh"), help="which nets of the zoo (default relu)")
     p.add_argument("--train-augment", dest="train_augments", action="append", default=None, metavar="AUG",
                    help="repeatable: none (default), scale:LO,HI, sign, or match (one run per transformed test "
@@ -539,11 +528,13 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
 def run_experiment_cli(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     cfg = _cli_config(args)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    models = ([m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None
+              else list(cfg["experiment"]["models"]))
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+        seeds = ([int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds is not None
+                 else [int(s) for s in cfg["experiment"]["seeds"]])
+    except (TypeError, ValueError):
+        raise ConfigError(f"seeds must be integers, got {args.seeds or cfg['experiment']['seeds']!r}") from None
     run_experiment(args.zoo, args.out, models, seeds, args.activation, cfg, augments=args.train_augments or ["none"],
                    progress=args.progress, device=args.device, shard=args.shard)
     out = Path(args.out)

@@ -1,7 +1,8 @@
-"""Grids of training runs over INR sets x models x seeds, shared by ``mnfn experiment classify-inr``
-and ``mnfn experiment edit-inr``: the common command-line arguments, resumable execution (a run
-whose ``metrics.json`` carries this grid's config digest is read, not rerun), and the
-``mean +- std over seeds`` summary and markdown table."""
+"""Grids of training runs, shared by every ``mnfn experiment``: the one cell engine
+(:func:`run_cells`: resumable, shardable, a run whose ``metrics.json`` carries its config digest
+and ``"completed": true`` is read, not rerun), the INR grids over sets x models x seeds
+(:func:`run_grid`, learning curves over training-set sizes), the common command-line arguments,
+and the ``mean +- std over seeds`` summaries, tables and figures."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .. import distributed as D
 from ..io import atomic_open, atomic_path, read_json, write_json
+from ..jobs import parse_shard
 from ..models import model_entry
 from .config import add_config_arguments, config_digest
 
-__all__ = ["mean_std", "run_grid", "summarize_runs", "markdown_table", "csv_list", "add_grid_arguments",
+__all__ = ["Cell", "run_cells", "finished_run", "mean_std", "run_grid", "summarize_runs", "markdown_table", "csv_list", "add_grid_arguments",
            "GridPlan", "plan_grid", "save_bar_chart", "write_reports", "run_learning_curve", "curve_rows",
            "curve_table", "save_curve_plot", "write_curve_reports", "parse_train_sizes"]
 
@@ -30,38 +33,85 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One run of a grid: a label for the log, its folder, and the digest of everything that decides
+    its result (a finished run with another digest is rerun)."""
+
+    label: str
+    run_dir: Path
+    digest: str
+    key: tuple = ()
+
+
+RESULT_FILE = "metrics.json"
+
+
+def finished_run(run_dir: Path, digest: str) -> dict[str, Any] | None:
+    """The result in ``run_dir/metrics.json`` if it is complete and was made with ``digest``
+    (``"complete"`` is the key older predict-gen cells wrote)."""
+    path = Path(run_dir) / RESULT_FILE
+    if not path.is_file():
+        return None
+    prev = read_json(path)
+    if isinstance(prev, dict) and prev.get("grid_digest") == digest and (prev.get("completed") or prev.get("complete")):
+        return prev
+    return None
+
+
+def run_cells(cells: Sequence[Cell], run_one: Callable[[Cell], dict[str, Any]], *,
+              log: Callable[[str], None] = print, report_only: bool = False,
+              shard: tuple[int, int] | str = (0, 1)) -> tuple[list[dict[str, Any]], list[Cell]]:
+    """Run every cell not finished yet; return ``(results, missing)`` in cell order.
+
+    A finished cell (:func:`finished_run`) is read, not rerun. ``shard=K/N`` runs only the unfinished
+    cells ``i`` with ``i % N == K`` (N processes or array jobs sharing a grid folder); ``report_only``
+    runs nothing. The result of ``run_one`` gets the digest and ``"completed"`` (the run's own, default
+    true) and is written atomically to ``metrics.json`` by rank 0;
+    under torchrun every rank sees rank 0's view of what is finished."""
+    k_shard, n_shard = parse_shard(shard)
+    results: list[dict[str, Any]] = []
+    missing: list[Cell] = []
+    say = log if D.is_main() else (lambda _msg: None)
+    for i, cell in enumerate(cells):
+        head = f"[{i + 1}/{len(cells)}] {cell.label}"
+        done = D.broadcast_object(finished_run(cell.run_dir, cell.digest))
+        if done is not None:
+            say(f"{head}: done before")
+            results.append(done)
+            continue
+        if report_only or i % n_shard != k_shard:
+            if report_only:
+                say(f"{head}: not finished, left out (--report-only)")
+            missing.append(cell)
+            continue
+        say(f"{head} ...")
+        r = run_one(cell)
+        r["grid_digest"] = cell.digest
+        r["completed"] = bool(r.get("completed", True))
+        if D.is_main():
+            write_json(Path(cell.run_dir) / RESULT_FILE, r)
+        results.append(r)
+    return results, missing
+
+
 def run_grid(out: str | Path, sets: Sequence[str | Path], models: Sequence[str], seeds: Sequence[int],
              run_one: Callable[[str | Path, str, int, Path], dict[str, Any]], digest: str,
              log: Callable[[str], None] = print, report_only: bool = False) -> list[dict[str, Any]]:
-    """Run ``run_one(inrs, model, seed, run_dir)`` for every combination; a run whose
-    ``metrics.json`` exists with the same config digest and is complete is read, not rerun.
+    """Run ``run_one(inrs, model, seed, run_dir)`` for every combination (:func:`run_cells`).
     ``report_only``: train nothing, return the finished runs only (a grid still in progress)."""
     out = Path(out)
-    results = []
-    total = len(sets) * len(models) * len(seeds)
-    k = 0
-    for inrs in sets:
-        tag = Path(inrs).name
-        for name in models:
-            for seed in seeds:
-                k += 1
-                run_dir = out / tag / name / f"seed{seed}"
-                done = run_dir / "metrics.json"
-                if done.is_file():
-                    prev = read_json(done)
-                    if prev.get("grid_digest") == digest and prev.get("completed"):
-                        log(f"[{k}/{total}] {tag} {name} seed {seed}: done before")
-                        results.append(prev)
-                        continue
-                if report_only:
-                    log(f"[{k}/{total}] {tag} {name} seed {seed}: not finished, left out (--report-only)")
-                    continue
-                log(f"[{k}/{total}] {tag} {name} seed {seed} ...")
-                r = run_one(inrs, name, seed, run_dir)
-                r["grid_digest"] = digest
-                r["set"] = tag
-                write_json(done, r)
-                results.append(r)
+    cells = [Cell(f"{Path(inrs).name} {name} seed {seed}", out / Path(inrs).name / name / f"seed{seed}", digest,
+                  (inrs, name, seed))
+             for inrs in sets for name in models for seed in seeds]
+
+    def one(cell: Cell) -> dict[str, Any]:
+        inrs, name, seed = cell.key
+        r = run_one(inrs, name, seed, cell.run_dir)
+        r["set"] = Path(inrs).name
+        return r
+
+    results, _ = run_cells(cells, one, log=log, report_only=report_only)
     return results
 
 

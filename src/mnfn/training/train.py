@@ -557,6 +557,10 @@ class Trainer:
             show = {k: ((saved or {}).get(k) if isinstance(saved, dict) else None, now.get(k)) for k in diff[:5]}
             raise ValueError(f"{path}: was written with another configuration (differs in {', '.join(diff)}: "
                              f"saved -> now {show}); use another --out folder or start over (--restart)")
+        if int(ck["epoch"]) > self.epochs:
+            raise ValueError(f"{path}: this run already trained {int(ck['epoch'])} epochs, more than the "
+                             f"{self.epochs} asked for now; rerun with --epochs {int(ck['epoch'])} or more (more "
+                             "epochs continue it), use another --out folder, or start over (--restart)")
         _load_state(path, "model", self.model, ck["model"])
         _load_state(path, "optimizer", self.optimizer, ck["optimizer"])
         set_rng_state(ck["rng"])

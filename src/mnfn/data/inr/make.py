@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ...io import DataFormatError, write_json
-from ...jobs import locks_output, parse_shard, settings_diff
+from ...jobs import locks_output, parse_shard, process_map, settings_diff
 from .fit import FitConfig, fit_sirens, recipe_name
 from .format import (CONVENTIONS, FORMAT, FORMAT_VERSION, INR_DATASETS, KNOWN_SPLIT_SIZES, SPLITS, MakeSummary,
                      _chunk_files, _meta_spec, _save_chunk, chunk_name, load_chunk, read_meta, summarize,
@@ -194,7 +194,8 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
             for job in jobs:
                 done(_fit_chunk_job(job, (lambda j: bar.update(j)) if bar is not None else None), False)
         else:
-            _run_jobs_in_processes(jobs, workers, lambda ps: done(ps, True))
+            for ps in process_map(_fit_chunk_job, jobs, workers, initializer=_worker_init):
+                done(ps, True)
     finally:
         if bar is not None:
             bar.close()
@@ -218,29 +219,6 @@ def _fit_chunk_job(job: tuple, progress: Callable[[int], None] | None = None) ->
 
 def _worker_init() -> None:
     torch.set_num_threads(1)
-
-
-def _run_jobs_in_processes(jobs: list[tuple], workers: int, on_done: Callable[[list[float]], None]) -> None:
-    """Fit chunks in ``workers`` spawned processes, at most two jobs in flight per worker."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    # spawn, not fork: forking a process whose OpenMP pool already ran can deadlock.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=_worker_init) as pool:
-        pending: set = set()
-        queue = list(jobs)
-        try:
-            while queue or pending:
-                while queue and len(pending) < 2 * workers:
-                    pending.add(pool.submit(_fit_chunk_job, queue.pop(0)))
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    on_done(f.result())
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
 
 
 # --- merge -----------------------------------------------------------------------------------

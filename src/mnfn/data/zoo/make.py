@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ...io import DataFormatError, load_npz, read_json, save_npz, write_json
-from ...jobs import locks_output, parse_shard, refuse_overwrite, settings_diff
+from ...jobs import locks_output, parse_shard, process_map, refuse_overwrite, settings_diff
 from ...weightspace import ACTIVATIONS, cnn_spec
 from .format import FORMAT_VERSION, METRIC_COLUMNS, ZOO_DATASETS, LayoutEntry, read_zoo, write_zoo, zoo_layout
 from .recipe import Recipe, default_recipe
@@ -226,13 +226,8 @@ def make_zoo(out_dir: str | os.PathLike, dataset: str, num_nets: int, activation
 
     job = _Job(seed, acts, recipe, dataset, str(parts), None if data_root is None else str(data_root), threads)
     if workers > 1 and len(todo) > 1:
-        import multiprocessing as mp
-
-        # spawn, not fork: a forked torch process can deadlock in its thread pools.
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(min(workers, len(todo)), initializer=_worker_init, initargs=(job,)) as pool:
-            for res in pool.imap_unordered(_worker_net, todo):
-                finished(*res)
+        for res in process_map(_worker_net, todo, min(workers, len(todo)), initializer=_worker_init, initargs=(job,)):
+            finished(*res)
     else:
         old_threads = torch.get_num_threads()
         if threads is not None:
