@@ -10,8 +10,8 @@ import torch
 from mnfn.cli import main
 from mnfn.data.inr import FitConfig, InrDataset, make_inr_dataset
 from mnfn.io import read_json
-from mnfn.groups import sample_element
-from mnfn.tasks.classify_inr import (DEFAULTS, group_augment, markdown_table, mean_std, summarize_runs,
+from mnfn.augment import FULL_GROUP
+from mnfn.tasks.classify_inr import (DEFAULTS, markdown_table, mean_std, summarize_runs,
                                      train_classifier)
 from mnfn.training.config import load_config
 
@@ -64,10 +64,10 @@ def test_same_seed_same_result(digit_inrs):
     assert a["test_loss"] == b["test_loss"]
 
 
-def test_group_augment_moves_every_net_and_keeps_labels(digit_inrs):
+def test_group_augmentation_moves_every_net_and_keeps_labels(digit_inrs):
     ds = InrDataset(digit_inrs, "train")
     feats, labels = ds.features[slice(0, 5)], ds.labels[:5]
-    f2, l2 = group_augment(ds.spec)((feats, labels), torch.Generator().manual_seed(0))
+    f2, l2 = FULL_GROUP.batch_transform()((feats, labels), torch.Generator().manual_seed(0))
     assert torch.equal(l2, labels)
     assert not torch.equal(f2.weights[1], feats.weights[1])
     # the moved nets draw the same images

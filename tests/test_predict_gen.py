@@ -11,8 +11,8 @@ import torch
 
 from mnfn.cli import main
 from mnfn.data.zoo import default_recipe, make_zoo
-from mnfn.training.config import ConfigError
-from mnfn.tasks.predict_gen import DEFAULTS, parse_augment, eval_conditions, transform_features
+from mnfn.augment import Augment
+from mnfn.tasks.predict_gen import DEFAULTS, eval_conditions
 from mnfn.weightspace import zoo_cnn_spec
 
 # Small model settings for CPU tests (every model the grid runs by default, shrunk).
@@ -95,8 +95,8 @@ def test_errors_unknown_key_and_wrong_augment(zoo, tmp_path, capsys):
     assert "widths" in capsys.readouterr().err
     assert main([*base, "--train-augment", "sign", *SMALL]) == 2
     assert "sign" in capsys.readouterr().err
-    with pytest.raises(ConfigError):
-        parse_augment("scale=1,10")
+    with pytest.raises(ValueError, match="augmentation must be"):
+        Augment.parse("scale=1,10")
 
 
 def test_experiment_grid_resumable_with_report(zoo, tmp_path, capsys):
@@ -129,8 +129,8 @@ def test_transform_and_conditions():
     g = torch.Generator().manual_seed(0)
     f = WeightSpaceFeatures(tuple(torch.randn(3, 1, *s, generator=g) for s in spec.weight_shapes()),
                             tuple(torch.randn(3, 1, *s, generator=g) for s in spec.bias_shapes()), spec)
-    t1 = transform_features(f, parse_augment("scale:1,100"), torch.Generator().manual_seed(5))
-    t2 = transform_features(f, parse_augment("scale:1,100"), torch.Generator().manual_seed(5))
+    t1 = Augment.parse("scale:1,100").apply(f, torch.Generator().manual_seed(5))
+    t2 = Augment.parse("scale:1,100").apply(f, torch.Generator().manual_seed(5))
     assert all(torch.equal(a, b) for a, b in zip(t1.weights, t2.weights))
     assert torch.equal(t1.biases[-1], f.biases[-1])  # the output bias is invariant
     assert not torch.allclose(t1.weights[0], f.weights[0])

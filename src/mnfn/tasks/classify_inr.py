@@ -22,14 +22,14 @@ import argparse
 import copy
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data.inr import InrDataset, read_meta
-from ..groups import sample_element
+from ..augment import FULL_GROUP
 from ..models.inr import INR_CLASSIFIERS, TensorScale, add_feature_norm, tensor_rms
 from ..io import write_json
 from ..models import MODELS, build_model, claimed_symmetries, count_parameters, model_entry
@@ -42,7 +42,7 @@ from ..jobs import apply_threads
 from ..training.train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
 
 __all__ = ["DEFAULTS", "MODEL_DEFAULTS", "load_splits", "model_config", "build_inr_model", "train_classifier",
-           "group_augment", "run_grid", "summarize_runs", "markdown_table", "mean_std"]
+           "run_grid", "summarize_runs", "markdown_table", "mean_std"]
 
 TASK = "classify-inr"
 
@@ -113,18 +113,6 @@ def n_train(train: InrDataset, max_train: int | None) -> int:
         raise ValueError(f"{train.root}: max_train {int(max_train)} but the set has {len(train)} training nets "
                          f"(after validation); fit more, or ask for fewer")
     return int(max_train)
-
-
-def group_augment(spec) -> Callable[[Any, torch.Generator], Any]:
-    """Training transform: every net of a batch moved by its own random element of the weights'
-    monomial group (sign flips x permutations for SIRENs); targets unchanged (classification)."""
-
-    def transform(batch: Any, gen: torch.Generator) -> Any:
-        feats, target = batch
-        g = sample_element(spec, feats.batch_size, generator=gen, dtype=feats.dtype)
-        return g.act(feats), target
-
-    return transform
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -215,7 +203,7 @@ def train_classifier(inrs: str | Path, model_name: str, cfg: Mapping[str, Any], 
                "model_config": model_config(cfg, model_name)}
     trainer = Trainer(model, loss_fn, ArrayData(feats, labels), ArrayData(val.features, val.labels),
                       metrics=["accuracy"], predict_fn=lambda out: out, select="accuracy",
-                      transform=group_augment(spec) if cfg["augment"] else None,
+                      transform=FULL_GROUP.batch_transform() if cfg["augment"] else None,
                       epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                       weight_decay=cfg["weight_decay"], optimizer=cfg["optimizer"], grad_clip=cfg["grad_clip"],
                       warmup_steps=int(cfg.get("warmup_steps", 0)), lr_schedule=cfg.get("lr_schedule", "constant"),

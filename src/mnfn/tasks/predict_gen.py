@@ -40,18 +40,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import distributed as D
-from ..groups import ScaleDist, sample_element
+from ..augment import Augment
 from ..io import atomic_open, write_json
 from ..jobs import apply_threads
 from ..models import MODELS, build_model, count_parameters, model_entry
-from ..weightspace import Symmetry, WeightSpaceFeatures, WeightSpaceSpec
+from ..weightspace import Symmetry, WeightSpaceSpec
 from ..training.config import ConfigError, add_config_arguments, config_digest, load_config
 from ..training.grid import Cell, mean_std, run_cells
 from ..training.metrics import compute_metrics
 from .registry import register_experiment, register_train_task
 from ..training.train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
 
-__all__ = ["DEFAULTS", "TASK", "parse_augment", "eval_conditions", "transform_features", "load_zoo_splits",
+__all__ = ["DEFAULTS", "TASK", "eval_conditions", "load_zoo_splits",
            "train_predict_gen", "run_experiment", "summarize", "markdown_table", "plot_results", "format_table"]
 
 TASK = "predict-gen"
@@ -93,30 +93,6 @@ METRIC_NAMES = ("tau", "r2", "mae")
 
 # --- augmentation / test conditions ---------------------------------------------------------
 
-def parse_augment(text: str | None) -> dict[str, Any] | None:
-    """``none`` -> None; ``scale:LO,HI`` -> uniform scales; ``sign`` -> random sign flips."""
-    if text is None or text in ("", "none"):
-        return None
-    if text == "sign":
-        return {"name": "sign", "scale": None, "flip_signs": True}
-    if text.startswith(("scale:", "uniform:", "loguniform:")):
-        dist = ScaleDist.parse(text)
-        return {"name": text, "scale": dist, "flip_signs": False}
-    raise ConfigError(f"augmentation must be none, scale:LO,HI or sign; got {text!r}")
-
-
-def _check_augment(aug: Mapping[str, Any] | None, spec: WeightSpaceSpec, what: str) -> None:
-    if aug is None:
-        return
-    syms = set(spec.neuron_symmetries()[1:-1])
-    if aug["scale"] is not None and Symmetry.SCALE not in syms:
-        raise ConfigError(f"{what} {aug['name']!r} scales hidden neurons, but these nets' activation gives "
-                          f"{sorted(syms)} symmetries (use 'sign' for tanh zoos)")
-    if aug["flip_signs"] and Symmetry.SIGN not in syms:
-        raise ConfigError(f"{what} 'sign' flips signs, but these nets' activation gives {sorted(syms)} "
-                          "symmetries (use scale:LO,HI for ReLU zoos)")
-
-
 def _fmt_bound(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
@@ -130,18 +106,6 @@ def eval_conditions(spec: WeightSpaceSpec, cfg: Mapping[str, Any]) -> list[str]:
     if Symmetry.SIGN in syms:
         conds.append("sign")
     return conds
-
-
-def transform_features(feats: WeightSpaceFeatures, aug: Mapping[str, Any], generator: torch.Generator,
-                       permute: bool = True, chunk: int = 4096) -> WeightSpaceFeatures:
-    """Move every item by its own random group element (in float64, then back to the input dtype)."""
-    out = []
-    for s in range(0, feats.batch_size, chunk):
-        fb = feats[s:s + chunk]
-        el = sample_element(fb.spec, fb.batch_size, generator, scale=aug["scale"], permute=permute,
-                            flip_signs=aug["flip_signs"], dtype=torch.float64)
-        out.append(el.act(fb.to(torch.float64)).to(feats.dtype))
-    return WeightSpaceFeatures.collate(out)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -172,16 +136,12 @@ def load_zoo_splits(zoo: str | Path, activation: str, cfg: Mapping[str, Any]) ->
     return out
 
 
-def _materialise(ds: Any, aug: Mapping[str, Any] | None, copies: int, seed: int, permute: bool) -> ArrayData:
-    feats, targets = ds.features, ds.targets
-    if aug is None or copies < 1:
-        return ArrayData(feats, targets)
-    g = torch.Generator().manual_seed(seed)
-    parts = [feats] + [transform_features(feats, aug, g, permute) for _ in range(copies)]
-    return ArrayData(WeightSpaceFeatures.collate(parts), targets.repeat(copies + 1))
+def _materialise(ds: Any, aug: Augment | None, copies: int, seed: int) -> ArrayData:
+    """The split as arrays; with ``aug``, the originals plus ``copies`` transformed copies."""
+    if aug is None:
+        return ArrayData(ds.features, ds.targets)
+    return ArrayData(*aug.with_copies(ds.features, ds.targets, copies, torch.Generator().manual_seed(seed)))
 
-
-# --- one run ----------------------------------------------------------------------------------
 
 def _loss_fn(kind: str):
     if kind == "bce":
@@ -223,21 +183,20 @@ def train_predict_gen(zoo: str | Path, model: str, activation: str, cfg: Mapping
     ``splits``: preloaded :func:`load_zoo_splits` output (the experiment grid reuses it across cells).
     """
     t_start = time.perf_counter()
-    aug = parse_augment(train_augment)
+    aug = Augment.parse(train_augment, permute=cfg["test_permute"])
     out = Path(out_dir) if out_dir is not None else default_out(zoo, model, activation, train_augment, seed)
     mcfg = model_config(cfg, model)
     splits = splits if splits is not None else load_zoo_splits(zoo, activation, cfg)
     spec = splits["train"].spec
-    _check_augment(aug, spec, "--train-augment")
+    if aug is not None:
+        aug.check(spec, "--train-augment")
     copies = int(cfg["train_copies"])
     train_ds, val_ds, test_ds = splits["train"], splits["val"], splits["test"]
-    train = _materialise(train_ds, aug, copies, derive_seed(cfg["split_seed"], "train-augment", str(train_augment)),
-                         cfg["test_permute"])
+    train = _materialise(train_ds, aug, copies, derive_seed(cfg["split_seed"], "train-augment", str(train_augment)))
     if cfg["max_train"] and len(train) > cfg["max_train"]:
         keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: int(cfg["max_train"])]
         train = ArrayData(train.inputs[keep], train.targets[keep])
-    val = _materialise(val_ds, aug, copies, derive_seed(cfg["split_seed"], "val-augment", str(train_augment)),
-                       cfg["test_permute"])
+    val = _materialise(val_ds, aug, copies, derive_seed(cfg["split_seed"], "val-augment", str(train_augment)))
 
     seed_everything(seed)
     net = build_model(model, spec, **mcfg)
@@ -274,7 +233,7 @@ def train_predict_gen(zoo: str | Path, model: str, activation: str, cfg: Mapping
             feats = test_ds.features
         else:
             g = torch.Generator().manual_seed(derive_seed(cfg["test_seed"], cond))
-            feats = transform_features(test_ds.features, parse_augment(cond), g, cfg["test_permute"])
+            feats = Augment.parse(cond, permute=cfg["test_permute"]).apply(test_ds.features, g)
         p, t, loss = trainer.predict(ArrayData(feats, test_ds.targets))
         tests[cond] = {**compute_metrics(METRIC_NAMES, p, t), "loss": loss}
         if cond != "original":
@@ -380,7 +339,9 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
     spec = splits["train"].spec
     augs = expand_augments(augments, spec, cfg)
     for a in augs:
-        _check_augment(parse_augment(a), spec, "train augmentation")
+        parsed = Augment.parse(a)
+        if parsed is not None:
+            parsed.check(spec, "train augmentation")
     zoo_id = str(Path(zoo).resolve())
     cells = [Cell(_cell_name(m, a, s), out / "cells" / _cell_name(m, a, s),
                   config_digest({"cfg": {k: v for k, v in cfg.items() if k != "experiment"}, "model": m, "aug": a, "seed": s, "act": activation, "zoo": zoo_id}),

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ...io import DataFormatError
 from ...weightspace import WeightSpaceFeatures, WeightSpaceSpec
+from ..protocol import iterate_batches
 from .format import SPLITS, _check_row, _meta_spec, load_chunk, read_index, read_meta
 from .siren import _load_split, _resize, render
 
@@ -140,8 +141,18 @@ class InrDataset(torch.utils.data.Dataset):
         """All nets of the split: per layer ``W (N, 1, out, in)``, ``b (N, 1, out)``."""
         return self._features
 
+    @property
+    def targets(self) -> Tensor:
+        """The class labels ``(N,)`` (the :class:`~mnfn.data.protocol.WeightDataset` name for them)."""
+        return self.labels
+
     def __len__(self) -> int:
         return len(self.rows)
+
+    def batches(self, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None,
+                drop_last: bool = False) -> Iterator[tuple[WeightSpaceFeatures, Tensor]]:
+        """``(features, labels)`` batches (:func:`~mnfn.data.protocol.iterate_batches`)."""
+        return iterate_batches(self._features, self.labels, batch_size, shuffle, generator, drop_last)
 
     # -- images --------------------------------------------------------------------------------
     @property

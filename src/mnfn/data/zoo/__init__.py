@@ -12,7 +12,7 @@ One module per job, lower layers first (each imports only from the ones before i
   retries after divergence, loading the images);
 * :mod:`~mnfn.data.zoo.make`: :func:`make_zoo` (resumable, sharded, worker processes) and
   :func:`merge_zoos`;
-* :mod:`~mnfn.data.zoo.dataset`: reading for learning: NFN splits, :class:`Augment`,
+* :mod:`~mnfn.data.zoo.dataset`: reading for learning: NFN splits (augmentation: :mod:`mnfn.augment`),
   :class:`ZooDataset`, :class:`MaterializedZoo`;
 * :mod:`~mnfn.data.zoo.info`: :func:`zoo_info` and the final-accuracy histogram.
 

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...groups import ScaleDist, sample_element
+from ...augment import Augment
+from ..protocol import iterate_batches
 from ...io import DataFormatError
 from ...weightspace import ACTIVATIONS, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
 from .format import Zoo, read_zoo, rows_to_features, spec_from_layout, zoo_padding
@@ -71,24 +72,6 @@ def split_nets(num: int, split: str, val_fraction: float = 0.2, seed: int = 0) -
     if split == "val":
         return tv[vp:]
     raise ValueError(f"split must be train, val, test or all; got {split!r}")
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Random monomial group elements applied to weights (targets are invariant).
-
-    ``scale``: distribution of positive scales for ReLU layers (``None``: no scaling); sign flips for
-    tanh layers when ``flip_signs``; random permutations when ``permute``. ``seed`` seeds the stream.
-    """
-
-    scale: ScaleDist | None = ScaleDist("uniform", 1.0, 10.0)
-    permute: bool = True
-    flip_signs: bool = True
-    seed: int = 0
-
-    def sample(self, spec: WeightSpaceSpec, batch: int, generator: torch.Generator):
-        return sample_element(spec, batch, generator, scale=self.scale, permute=self.permute,
-                              flip_signs=self.flip_signs)
 
 
 class ZooDataset:
@@ -260,19 +243,9 @@ class ZooDataset:
                 drop_last: bool = False) -> Iterator[tuple[WeightSpaceFeatures, Tensor]]:
         """Yield ``(features, targets)`` batches; with ``augment`` set, each batch is moved by fresh
         random group elements drawn from ``generator`` (default: the dataset's own seeded stream)."""
-        feats = self.features
         g = generator if generator is not None else self._gen
-        n = len(self)
-        order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
-        for s in range(0, n, batch_size):
-            idx = order[s:s + batch_size]
-            if drop_last and len(idx) < batch_size:
-                break
-            fb = feats[idx]
-            if self.augment is not None:
-                el = self.augment.sample(self.spec, len(idx), g)
-                fb = el.to(dtype=fb.dtype).act(fb)
-            yield fb, self.targets[idx]
+        move = None if self.augment is None else (lambda fb, gen: self.augment.apply(fb, gen))
+        return iterate_batches(self.features, self.targets, batch_size, shuffle, g, drop_last, move)
 
     @staticmethod
     def collate(items: Sequence[tuple[WeightSpaceFeatures, Tensor]]) -> tuple[WeightSpaceFeatures, Tensor]:
@@ -283,14 +256,8 @@ class ZooDataset:
         """The paper's robustness protocol: the original checkpoints plus ``copies`` transformed copies,
         each by its own random group element (seeded by ``augment.seed``)."""
         aug = augment or self.augment or Augment()
-        g = torch.Generator().manual_seed(aug.seed)
-        base = self.features
-        parts = [base]
-        for _ in range(copies):
-            el = aug.sample(self.spec, base.batch_size, g)
-            parts.append(el.to(dtype=base.dtype).act(base))
-        feats = WeightSpaceFeatures.collate(parts)
-        return MaterializedZoo(feats, self.targets.repeat(copies + 1))
+        feats, targets = aug.with_copies(self.features, self.targets, copies, torch.Generator().manual_seed(aug.seed))
+        return MaterializedZoo(feats, targets)
 
 
 @dataclass
@@ -312,10 +279,4 @@ class MaterializedZoo:
 
     def batches(self, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None,
                 drop_last: bool = False) -> Iterator[tuple[WeightSpaceFeatures, Tensor]]:
-        n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        for s in range(0, n, batch_size):
-            idx = order[s:s + batch_size]
-            if drop_last and len(idx) < batch_size:
-                break
-            yield self.features[idx], self.targets[idx]
+        return iterate_batches(self.features, self.targets, batch_size, shuffle, generator, drop_last)
