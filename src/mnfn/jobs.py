@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-__all__ = ["settings_diff", "jsonable", "process_map", "parse_shard", "torch_threads", "apply_threads", "output_lock", "locks_output", "FolderLockedError",
+__all__ = ["settings_diff", "jsonable", "process_map", "progress_bar", "parse_shard", "torch_threads", "apply_threads", "output_lock", "locks_output", "FolderLockedError",
            "refuse_overwrite", "torchrun_shard", "run_sharded", "LOCK_NAME"]
 
 
@@ -60,6 +60,16 @@ def settings_diff(old: Any, new: Any, *, keys: Sequence[str] | None = None, vola
 
     names = list(keys) if keys is not None else sorted((set(old) | set(new)) - set(volatile))
     return [k for k in names if norm(old, k) != norm(new, k)]
+
+
+def progress_bar(enabled: bool, total: int, desc: str, unit: str = "net", initial: int = 0, **kw: Any) -> Any:
+    """The one progress bar of long jobs (tqdm, width following the terminal), or ``None`` when
+    disabled (``--no-progress``) so callers write ``if bar is not None: bar.update(n)``."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, **kw)
 
 
 def process_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,

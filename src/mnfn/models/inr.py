@@ -99,6 +99,23 @@ def _sign_front(spec: WeightSpaceSpec, in_channels: int, sign_channels: Sequence
     return EquivariantStack(spec, [in_channels, *sign_channels], "monomial", sign_activation, final_activation)
 
 
+def _hybrid_front(model: nn.Module, spec: WeightSpaceSpec, who: str, in_channels: int, sign_channels: Sequence[int],
+                  sign_activation: str, mapping_size: int, fourier_scale: float, fourier_seed: int, mode: str) -> int:
+    """The paper's hybrid front, shared by its classifier and editor: sign-equivariant layers, then
+    Fourier features (and NP's position embedding); sets them on ``model``, returns their channels."""
+    _require_sign(spec, who)
+    if mode not in ("hnp", "np"):
+        raise WeightSpaceError(f"mode must be 'hnp' or 'np', got {mode!r}")
+    model.spec = spec
+    model.in_channels = in_channels
+    model.mode = mode
+    model.sign = _sign_front(spec, in_channels, sign_channels, sign_activation, final_activation=False)
+    model.fourier = FourierFeatures(spec, sign_channels[-1], mapping_size, fourier_scale, fourier_seed)
+    c = model.fourier.out_channels
+    model.io_embedding = IOEmbedding(spec, c) if mode == "np" else None
+    return c
+
+
 # --- classifiers -------------------------------------------------------------------------------
 
 def monomial_inr(spec: WeightSpaceSpec, in_channels: int = 1, hidden: Sequence[int] = (32, 32, 16),
@@ -129,16 +146,8 @@ class HybridInrClassifier(nn.Module):
                  fourier_seed: int = 0, mode: str = "hnp", hnp_hidden: Sequence[int] = (64, 64, 64),
                  head: Sequence[int] = (256, 256), out_dim: int = 10, dropout: float = 0.1) -> None:
         super().__init__()
-        _require_sign(spec, "hybrid-inr")
-        if mode not in ("hnp", "np"):
-            raise WeightSpaceError(f"mode must be 'hnp' or 'np', got {mode!r}")
-        self.spec = spec
-        self.in_channels = in_channels
-        self.mode = mode
-        self.sign = _sign_front(spec, in_channels, sign_channels, sign_activation, final_activation=False)
-        self.fourier = FourierFeatures(spec, sign_channels[-1], mapping_size, fourier_scale, fourier_seed)
-        c = self.fourier.out_channels
-        self.io_embedding = IOEmbedding(spec, c) if mode == "np" else None
+        c = _hybrid_front(self, spec, "hybrid-inr", in_channels, sign_channels, sign_activation, mapping_size,
+                          fourier_scale, fourier_seed, mode)
         self.perm = EquivariantStack(spec, [c, *hnp_hidden], mode, "relu", final_activation=True)
         self.pool = InvariantPool(spec, ([c, *hnp_hidden])[-1], mode)
         self.head = mlp_head(self.pool.out_dim, head, out_dim, dropout)
@@ -169,15 +178,8 @@ class HybridEditor(nn.Module):
                  fourier_seed: int = 0, mode: str = "np", hidden: Sequence[int] = (64, 64, 64),
                  out_scale: float = 1e-3) -> None:
         super().__init__()
-        _require_sign(spec, "hybrid-editor")
-        if mode not in ("hnp", "np"):
-            raise WeightSpaceError(f"mode must be 'hnp' or 'np', got {mode!r}")
-        self.spec = spec
-        self.in_channels = in_channels
-        self.sign = _sign_front(spec, in_channels, sign_channels, sign_activation, final_activation=False)
-        self.fourier = FourierFeatures(spec, sign_channels[-1], mapping_size, fourier_scale, fourier_seed)
-        c = self.fourier.out_channels
-        self.io_embedding = IOEmbedding(spec, c) if mode == "np" else None
+        c = _hybrid_front(self, spec, "hybrid-editor", in_channels, sign_channels, sign_activation, mapping_size,
+                          fourier_scale, fourier_seed, mode)
         self.perm = EquivariantStack(spec, [c, *hidden, 1], mode, "relu", final_activation=False)
         self.out_scale = nn.Parameter(torch.tensor(float(out_scale)))
 

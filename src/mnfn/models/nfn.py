@@ -24,7 +24,8 @@ from ..layers.pooling import InvariantPool
 from ..layers.terms import resolve_symmetries
 from ..symmetry import Symmetry, WeightSpaceError
 from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec
-from .parts import EquivariantStack, IOEmbedding, check_features, full_group, hidden_perm, mlp_head
+from .parts import (EquivariantStack, IOEmbedding, check_features, full_group, hidden_perm, mlp_head,
+                    needs_io_embedding)
 from .registry import ModelEntry, register_model
 
 __all__ = ["InvariantNFN", "EquivariantEditor", "MonomialNFN", "CanonHNP"]
@@ -49,7 +50,7 @@ class InvariantNFN(nn.Module):
         self.in_channels = in_channels
         self.symmetries = resolve_symmetries(spec, symmetries)
         if io_embedding is None:
-            io_embedding = self.symmetries[0] != Symmetry.FIXED or self.symmetries[-1] != Symmetry.FIXED
+            io_embedding = needs_io_embedding(self.symmetries)
         self.fourier = None
         c_in = in_channels
         if fourier:
@@ -93,7 +94,7 @@ class EquivariantEditor(nn.Module):
         self.in_channels = in_channels
         self.symmetries = resolve_symmetries(spec, symmetries)
         if io_embedding is None:
-            io_embedding = self.symmetries[0] != Symmetry.FIXED or self.symmetries[-1] != Symmetry.FIXED
+            io_embedding = needs_io_embedding(self.symmetries)
         self.io_embedding = IOEmbedding(spec, in_channels) if io_embedding else None
         self.stack = EquivariantStack(spec, [in_channels, *hidden, 1], self.symmetries, activation,
                                        final_activation=False)

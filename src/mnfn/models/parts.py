@@ -16,7 +16,7 @@ from ..symmetry import Symmetry, WeightSpaceError
 from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec
 
 __all__ = ["check_dtype", "check_features", "mlp_head", "IOEmbedding", "EquivariantStack", "full_group",
-           "hidden_perm", "no_symmetry", "meet", "chain_claims"]
+           "hidden_perm", "no_symmetry", "meet", "chain_claims", "needs_io_embedding"]
 
 
 def mlp_head(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 0.0, *,
@@ -68,6 +68,11 @@ def check_features(features: WeightSpaceFeatures, spec: WeightSpaceSpec, channel
     if features.batch_size == 0:
         raise WeightSpaceError(f"{who} got an empty batch (0 networks)")
     check_dtype(features, who, module)
+
+
+def needs_io_embedding(symmetries: Sequence[str]) -> bool:
+    """NP's rule: a model that permutes input or output neurons needs position embeddings to tell them apart."""
+    return symmetries[0] != Symmetry.FIXED or symmetries[-1] != Symmetry.FIXED
 
 
 class IOEmbedding(nn.Module):

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from .. import distributed as D
 from ..io import DataFormatError, atomic_open, load_torch, save_torch
-from ..jobs import apply_threads, output_lock, settings_diff  # noqa: F401  (apply_threads: re-exported)
+from ..jobs import apply_threads, output_lock, progress_bar, settings_diff  # noqa: F401  (apply_threads: re-exported)
 from ..weightspace import WeightSpaceFeatures
 from .metrics import HIGHER_IS_BETTER, METRICS, compute_metrics, is_better
 
@@ -590,12 +590,8 @@ class Trainer:
             torch.manual_seed(derive_seed(self.seed, "train", self.dist.rank))
         end = self.epochs if self.stop_after is None else min(self.epochs, start + max(0, self.stop_after))
         steps = self.steps_per_epoch()
-        bar = None
-        if self.progress and self.dist.is_main and end > start:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.epochs * steps, initial=start * steps, desc=self.desc, unit="step",
-                       dynamic_ncols=True, leave=False)
+        bar = progress_bar(self.progress and self.dist.is_main and end > start, self.epochs * steps, self.desc,
+                           unit="step", initial=start * steps, leave=False)
         bs = self._per_rank_batch()
         try:
             for epoch in range(start, end):

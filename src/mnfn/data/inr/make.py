@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ...io import DataFormatError, write_json
-from ...jobs import locks_output, parse_shard, process_map, settings_diff
+from ...jobs import locks_output, parse_shard, process_map, progress_bar, settings_diff
 from .fit import FitConfig, fit_sirens, recipe_name
 from .format import (CONVENTIONS, FORMAT, FORMAT_VERSION, INR_DATASETS, KNOWN_SPLIT_SIZES, SPLITS, MakeSummary,
                      _chunk_files, _meta_spec, _save_chunk, chunk_name, load_chunk, read_meta, summarize,
@@ -170,12 +170,7 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
              _resize(np.ascontiguousarray(sets[s].images[idx]), resize),
              init_seeds(seed, s, idx, init), fit.to_json(), batch_size) for s, k, idx in todo]
     fitted = 0
-    bar = None
-    if progress and jobs:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(len(j[3]) for j in jobs), unit="net", desc=f"fitting {dataset} SIRENs",
-                   dynamic_ncols=True)
+    bar = progress_bar(progress and bool(jobs), sum(len(j[3]) for j in jobs), f"fitting {dataset} SIRENs")
     all_ps: list[float] = []
 
     def done(ps: list[float], from_worker: bool) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ...io import DataFormatError, load_torch, read_json, save_torch, write_json
-from ...jobs import locks_output, refuse_overwrite
+from ...jobs import locks_output, progress_bar, refuse_overwrite
 from ...weightspace import WeightSpaceFeatures, WeightSpaceSpec, siren_spec
 from .format import (CONVENTIONS, FORMAT, FORMAT_VERSION, INR_DATASETS, KNOWN_SPLIT_SIZES, NFN_PREFIX, SPLITS,
                      MakeSummary, _check_row, _meta_spec, _save_chunk, chunk_name, load_chunk, read_index,
@@ -185,11 +185,7 @@ def import_nfn(src: str | Path, out: str | Path, *, dataset: str | None = None, 
         for s in SPLITS:
             if any(it[0] == s for it in items):
                 sets[s] = _load_split(dataset, s, data_root)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(items), unit="net", desc="importing NFN SIRENs", dynamic_ncols=True)
+    bar = progress_bar(progress, len(items), "importing NFN SIRENs")
     try:
         for s in SPLITS:
             sub = [it for it in items if it[0] == s]
@@ -241,11 +237,7 @@ def export_nfn(root: str | Path, dst: str | Path, *, prefix: str = NFN_PREFIX, r
     by_chunk: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_chunk.setdefault(r["chunk"], []).append(r)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(rows), unit="net", desc="exporting NFN SIRENs", dynamic_ncols=True)
+    bar = progress_bar(progress, len(rows), "exporting NFN SIRENs")
     n = 0
     try:
         for chunk, rs in by_chunk.items():

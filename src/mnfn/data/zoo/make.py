@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ...io import DataFormatError, load_npz, read_json, save_npz, write_json
-from ...jobs import locks_output, parse_shard, process_map, refuse_overwrite, settings_diff
+from ...jobs import locks_output, parse_shard, process_map, progress_bar, refuse_overwrite, settings_diff
 from ...weightspace import ACTIVATIONS, cnn_spec
 from .format import FORMAT_VERSION, METRIC_COLUMNS, ZOO_DATASETS, LayoutEntry, read_zoo, write_zoo, zoo_layout
 from .recipe import Recipe, default_recipe
@@ -207,11 +207,7 @@ def make_zoo(out_dir: str | os.PathLike, dataset: str, num_nets: int, activation
         todo = todo[:max(0, max_new_nets)]
     times: list[float] = []
     cpu_times: list[float] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(indices), initial=len(done), desc=f"zoo {dataset} shard {k}/{n}", unit="net")
+    bar = progress_bar(progress, len(indices), f"zoo {dataset} shard {k}/{n}", initial=len(done))
 
     def finished(i: int, dt: float, cpu: float, acc: float | None) -> None:
         times.append(dt)
