@@ -11,7 +11,7 @@ stay exact to float32 rounding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -84,9 +84,6 @@ class Augment:
             return self.apply(feats, gen), target
 
         return transform
-
-    def seeded(self, seed: int) -> "Augment":
-        return replace(self, seed=int(seed))
 
 
 #: The whole group the activations allow, no scaling range: sign flips and permutations (SIRENs,
