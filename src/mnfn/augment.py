@@ -12,6 +12,7 @@ stay exact to float32 rounding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -77,9 +78,10 @@ class Augment:
         parts = [feats] + [self.apply(feats, generator) for _ in range(copies)]
         return WeightSpaceFeatures.collate(parts), targets.repeat(copies + 1)
 
-    def batch_transform(self):
+    def batch_transform(self) -> Callable[[tuple[WeightSpaceFeatures, Tensor], torch.Generator],
+                                          tuple[WeightSpaceFeatures, Tensor]]:
         """A trainer ``transform(batch, generator)``: moves the features of a ``(features, target)`` batch."""
-        def transform(batch, gen: torch.Generator):
+        def transform(batch: tuple[WeightSpaceFeatures, Tensor], gen: torch.Generator) -> tuple[WeightSpaceFeatures, Tensor]:
             feats, target = batch
             return self.apply(feats, gen), target
 
