@@ -147,3 +147,19 @@ def test_cli_recipe_flag(tmp_path, capsys):
     assert cli_main(["zoo", "make", "--dataset", "digits", "--recipe", "public", "--num-nets", "1",
                      "--no-progress", "--out", str(tmp_path / "d")]) == 2
     assert "15x15" in capsys.readouterr().err
+
+
+def test_zoo_info_on_a_zoo_still_being_made(tmp_path, capsys):
+    """While `zoo make` runs (or after it was stopped), `zoo info` summarises the finished nets and says so."""
+    recipe = dataclasses.replace(Z.default_recipe("digits"), epochs=1, train_images=128, test_images=50)
+    out = tmp_path / "half"
+    Z.make_zoo(out, "digits", 3, seed=1, recipe=recipe, progress=False, max_new_nets=2)
+    info = Z.zoo_info(out)
+    assert info["unfinished"] == {"nets_done": 2, "nets_total": 3} and info["nets"] == 2
+    assert sum(sum(st["final_hist"]) for st in info["by_activation"].values()) == 2
+    assert cli_main(["zoo", "info", str(out)]) == 0
+    assert "UNFINISHED, 2 of 3 nets so far" in capsys.readouterr().out
+    empty = tmp_path / "empty"
+    Z.make_zoo(empty, "digits", 3, seed=1, recipe=recipe, progress=False, max_new_nets=0)
+    with pytest.raises(Exception, match="no net is finished yet"):
+        Z.zoo_info(empty)

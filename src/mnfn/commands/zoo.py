@@ -122,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(info, indent=2))
             return 0
         head = f"{info['root']}: {info['nets']} nets, {info['checkpoints']} checkpoints, {info['params']} parameters"
+        if info.get("unfinished"):
+            u = info["unfinished"]
+            head = (f"{info['root']}: UNFINISHED, {u['nets_done']} of {u['nets_total']} nets so far, "
+                    f"{info['checkpoints']} checkpoints, {info['params']} parameters")
         if info.get("dataset"):
             head += f", dataset {info['dataset']}, seed {info.get('seed')}"
         print(head)

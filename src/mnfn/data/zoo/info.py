@@ -3,13 +3,14 @@ the histogram of final accuracies (:func:`accuracy_histogram`, :func:`plot_accur
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...io import DataFormatError, atomic_path
+from ...io import DataFormatError, atomic_path, load_npz, read_json
 from .format import read_zoo
 
 __all__ = [
@@ -31,24 +32,50 @@ def accuracy_histogram(acc: np.ndarray, bins: int = HIST_BINS) -> list[int]:
 def zoo_info(root: str | os.PathLike) -> dict[str, Any]:
     """Counts and test-accuracy statistics (all checkpoints and final step), per activation, with a
     histogram of the final accuracies (:func:`accuracy_histogram`) and the share of nets left near
-    chance (final accuracy below ``1.5 / classes``): a zoo that is mostly "trained or not" is bimodal."""
+    chance (final accuracy below ``1.5 / classes``): a zoo that is mostly "trained or not" is bimodal.
+
+    On a zoo still being made (``mnfn zoo make`` running or interrupted: ``.parts/`` but no
+    ``weights.npy``) it summarises the nets finished so far and says so (``unfinished``)."""
+    rootp = Path(root)
+    parts = rootp / ".parts"
+    if not (rootp / "weights.npy").exists() and (parts / "config.json").is_file():
+        return _parts_info(rootp)
     z = read_zoo(root)
     if len(z) == 0:
         raise DataFormatError(f"{z.root}: no checkpoints (weights.npy and metrics.csv.gz have 0 rows)")
-    m = z.metrics
+    return _summary(str(z.root), z.metrics, z.meta, z.num_params)
+
+
+def _parts_info(root: Path) -> dict[str, Any]:
+    meta = read_json(root / ".parts" / "config.json")
+    rows: list[dict[str, Any]] = []
+    for f in sorted((root / ".parts").glob("net*.npz")):
+        rows.extend(json.loads(str(load_npz(f, required=("weights", "metrics"))["metrics"])))
+    if not rows:
+        raise DataFormatError(f"{root}: a zoo is being made here, but no net is finished yet")
+    cols = ("config.activation", "test_accuracy", "step", "modeldir")
+    m = {c: np.asarray([r[c] for r in rows]) for c in cols}
+    out = _summary(str(root), m, meta, int(meta.get("num_params", 0)))
+    shard = meta.get("shard") or [0, 1]
+    total = len(range(int(shard[0]), int(meta.get("num_nets", 0)), int(shard[1])))
+    out["unfinished"] = {"nets_done": out["nets"], "nets_total": total}
+    return out
+
+
+def _summary(root: str, m: dict[str, np.ndarray], meta: dict[str, Any] | None, params: int) -> dict[str, Any]:
     acts = m["config.activation"].astype(str)
     acc = np.asarray(m["test_accuracy"], dtype=np.float64)
     step = np.asarray(m["step"])
     final = step == step.max()
     nets = m["modeldir"].astype(str)
-    out: dict[str, Any] = {"root": str(z.root), "checkpoints": len(z), "nets": len(set(nets.tolist())),
-                           "params": z.num_params, "steps": sorted(set(step.tolist())), "by_activation": {}}
+    out: dict[str, Any] = {"root": root, "checkpoints": int(len(acc)), "nets": len(set(nets.tolist())),
+                           "params": params, "steps": sorted(set(step.tolist())), "by_activation": {}}
     classes = 10
-    if z.meta:
-        out["dataset"] = z.meta.get("dataset")
-        out["seed"] = z.meta.get("seed")
-        if isinstance(z.meta.get("recipe"), dict):
-            out["recipe"] = z.meta["recipe"].get("name", "fast")
+    if meta:
+        out["dataset"] = meta.get("dataset")
+        out["seed"] = meta.get("seed")
+        if isinstance(meta.get("recipe"), dict):
+            out["recipe"] = meta["recipe"].get("name", "fast")
     near_chance = 1.5 / classes
     out["near_chance_below"] = near_chance
     out["hist_bins"] = HIST_BINS
