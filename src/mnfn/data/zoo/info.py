@@ -113,6 +113,8 @@ def plot_accuracy_histogram(info: dict[str, Any], path: str | os.PathLike) -> Pa
     ax.set_xlabel("final test accuracy")
     ax.set_ylabel("nets")
     title = f"{Path(str(info['root'])).name}: {info['nets']} nets"
+    if info.get("unfinished"):
+        title += f" of {info['unfinished']['nets_total']} so far"
     if info.get("recipe"):
         title += f", recipe {info['recipe']}"
     ax.set_title(title)
