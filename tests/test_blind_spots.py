@@ -8,6 +8,7 @@ shuffled among themselves, kernels kept whole: a change that is no symmetry and 
 function a lot. StatNN is blind to it too (per-tensor statistics); the permutation models, whose
 layers sum rows and columns, and the probe models, which read the function, are not.
 This is what keeps ``monomial-inr`` near StatNN on SIRENs (docs/results.md, experiment 2).
+``monomial-gmn`` (message passing along the wiring) is exactly invariant to the whole group and sees it.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ SPECS = {"siren": siren_spec(1, hidden=8), "relu-zoo-cnn": zoo_cnn_spec("relu", 
          "tanh-zoo-cnn": zoo_cnn_spec("tanh", channels=6, image_size=8)}
 BLIND = {"siren": ["monomial-inr", "monomial", "statnn"],
          "relu-zoo-cnn": ["monomial", "statnn"], "tanh-zoo-cnn": ["monomial", "statnn"]}
-SEEING = {"siren": ["hybrid-inr", "hnp", "np", "monomial-inr-probe"],
-          "relu-zoo-cnn": ["hnp", "np", "canon-hnp", "monomial-probe"],
-          "tanh-zoo-cnn": ["hnp", "np", "monomial-probe"]}
+SEEING = {"siren": ["hybrid-inr", "hnp", "np", "monomial-inr-probe", "monomial-gmn"],
+          "relu-zoo-cnn": ["hnp", "np", "canon-hnp", "monomial-probe", "monomial-gmn"],
+          "tanh-zoo-cnn": ["hnp", "np", "monomial-probe", "monomial-gmn"]}
 SMALL = {"monomial-inr": dict(hidden=(4, 3), head=(8,)), "hybrid-inr": dict(sign_channels=(3, 1), mapping_size=3,
          hnp_hidden=(4,), head=(8,)), "monomial-inr-probe": dict(hidden=(4, 3), head=(8,))}
 
@@ -62,3 +63,24 @@ def test_shuffling_hidden_to_hidden_weights_is_invisible_to_monomial_nfn(arch):
         model = build_model(name, spec, **SMALL.get(name, {})).double().eval()
         with torch.no_grad():
             assert rel_err(model(g), model(f)) > 1e-5, name
+
+
+def test_monomial_gmn_sees_an_uncompensated_relu_rescaling():
+    """Doubling one hidden ReLU neuron's incoming weights and bias without compensating its outgoing
+    weights changes the net's function: Monomial-NFN does not move, monomial-gmn does."""
+    from mnfn.weightspace import mlp_spec
+
+    spec = mlp_spec([3, 5, 6, 4, 2], "relu")
+    torch.manual_seed(0)
+    nfn = build_model("monomial", spec).double().eval()
+    gmn = build_model("monomial-gmn", spec).double().eval()
+    f = randn_features(spec, batch=2, seed=6)
+    w, b = [t.clone() for t in f.weights], [t.clone() for t in f.biases]
+    w[1][:, :, 2] *= 2.0
+    b[1][:, :, 2] *= 2.0
+    changed = WeightSpaceFeatures(tuple(w), tuple(b), spec)
+    x = _inputs(spec)
+    assert rel_err(functional_forward(changed, x), functional_forward(f, x)) > 1e-3
+    with torch.no_grad():
+        assert rel_err(nfn(changed), nfn(f)) < 1e-12
+        assert rel_err(gmn(changed), gmn(f)) > 1e-5

@@ -14,6 +14,7 @@ file                          what it holds
                               ``hybrid-editor``, ``mlp-editor``, per-tensor input scaling
 ``probes.py``                 probe features (what a net computes at fixed inputs):
                               ``monomial-inr-probe``, ``monomial-probe``, ``probe-mlp``
+``gmn.py``                    ``monomial-gmn``: message passing along each net's wiring
 ============================= ================================================================
 
 ``build_model(name, spec, **config)`` builds any of them; :func:`claimed_symmetries` says which
