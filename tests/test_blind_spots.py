@@ -84,3 +84,27 @@ def test_monomial_gmn_sees_an_uncompensated_relu_rescaling():
     with torch.no_grad():
         assert rel_err(nfn(changed), nfn(f)) < 1e-12
         assert rel_err(gmn(changed), gmn(f)) > 1e-5
+
+
+def test_monomial_gmn_probe_init_starts_as_the_siren_and_stays_invariant():
+    """With ``probe_grid`` the message passing starts as the SIREN evaluated on a grid (its readout is
+    the rendering, up to the mean's 1/n and the output bias) and is exactly invariant in float64."""
+    from mnfn.groups import sample_element
+    from mnfn.layers.equivariant import fold
+    from mnfn.models.probes import probe_points
+
+    spec = siren_spec(1, hidden=8)
+    torch.manual_seed(0)
+    model = build_model("monomial-gmn", spec, probe_grid=3, out_dim=4, head=(8,)).double().eval()
+    f = randn_features(spec, batch=3, seed=1).map(lambda t: 0.1 * t)
+    xs = fold(f)
+    h = model.phis[0](torch.cat([xs[0].permute(0, 2, 1, 3).reshape(3, 8, -1), xs[1].transpose(1, 2)], dim=-1))
+    h = model.phis[1](torch.cat([model._message(xs[2], h), xs[3].transpose(1, 2)], dim=-1))
+    rendering = model._message(xs[4], h).reshape(3, -1) * 8 + xs[5].reshape(3, -1)
+    expected = functional_forward(f, probe_points(3, 2).double()).reshape(3, -1)
+    assert rel_err(rendering, expected) < 1e-5  # float32 initial weights
+    g = sample_element(spec, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert rel_err(model(g.act(f)), model(f)) <= 1e-10
+    with pytest.raises(Exception, match="probe_grid needs a SIREN"):
+        build_model("monomial-gmn", SPECS["relu-zoo-cnn"], probe_grid=3)

@@ -20,6 +20,11 @@ et al., 2024; this is not a reimplementation), the model sweeps the net from inp
 homogeneous), tanh where signs act (odd), so ``phi_l(d x) = d phi_l(x)``; the means over neurons
 remove permutations. Dense nets (MLPs, SIRENs) and the zoo's CNNs (kernel positions are channels
 of a connection). Invariance is checked in float64 by ``tests/test_models.py``.
+
+``probe_grid=g`` (SIRENs): the maps start as the SIREN itself on a ``g x g`` grid of probe points
+``x_k`` (``phi_1``'s first map has rows ``w0 (x_k, 1)`` and ``sin``, so ``h_jk`` is neuron ``j``'s
+activation at ``x_k``; the next layers likewise), so the readout starts as the rendering and training
+moves the probes and maps from there; sin is odd, so the model stays exactly invariant.
 """
 
 from __future__ import annotations
@@ -70,9 +75,17 @@ class MonomialGMN(nn.Module):
     MLP head's widths; ``out_dim`` outputs (1 score, or class logits)."""
 
     def __init__(self, spec: WeightSpaceSpec, in_channels: int = 1, dim: int = 32, phi_hidden: int = 64,
-                 odd: str = "tanh", first_scale: float = 1.0, head: Sequence[int] = (200, 200), out_dim: int = 1,
-                 dropout: float = 0.0) -> None:
+                 odd: str = "tanh", first_scale: float = 1.0, probe_grid: int = 0, head: Sequence[int] = (200, 200),
+                 out_dim: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
+        self.probe_grid = int(probe_grid)
+        if self.probe_grid:
+            # Start as the SIREN itself evaluated on a g x g grid (learned from there): sin activations,
+            # D = g*g, and weights set in _probe_init; it then reads the raw weights.
+            if _probe_unsupported(spec):
+                raise WeightSpaceError(f"probe_grid needs a SIREN (dense, sin hidden layers): {_probe_unsupported(spec)}")
+            dim = phi_hidden = self.probe_grid ** 2
+            odd = "sin"
         if spec.num_layers < 2:
             raise WeightSpaceError("monomial-gmn needs at least one hidden layer")
         self.spec = spec
@@ -93,6 +106,34 @@ class MonomialGMN(nn.Module):
         n_out = spec.layers[-1].n_out
         self.read_dim = n_out * in_channels * ks[-1] * dim + n_out * in_channels + (spec.num_layers - 1) * dim
         self.head = mlp_head(self.read_dim, head, out_dim, dropout)
+        self.register_buffer("input_scales", torch.ones(2 * spec.num_layers))
+        if self.probe_grid:
+            self._probe_init()
+
+    def _probe_init(self) -> None:
+        """``phi_1``: row k of its first map is ``w0 (x_k, 1)``, so ``h_jk = sin(w0 (W1_j x_k + b1_j))``, the
+        neuron's activation at probe point ``x_k``; ``phi_l``: ``w0 (n_{l-1} m_ik + b_l_i)``, the next
+        layer's; second maps the identity. The readout is then the SIREN's output at the points."""
+        from .probes import probe_points
+
+        x = probe_points(self.probe_grid, self.spec.layers[0].n_in)  # (P, n_in)
+        P = x.shape[0]
+        with torch.no_grad():
+            w0 = float(self.spec.layers[0].act_param or 1.0)
+            self.phis[0].a.weight.copy_(w0 * torch.cat([x, torch.ones(P, 1)], dim=1))
+            self.phis[0].b.weight.copy_(torch.eye(P))
+            for l in range(1, self.spec.num_layers - 1):
+                w0 = float(self.spec.layers[l].act_param or 1.0)
+                n_prev = self.spec.layers[l].n_in
+                self.phis[l].a.weight.copy_(w0 * torch.cat([n_prev * torch.eye(P), torch.ones(P, 1)], dim=1))
+                self.phis[l].b.weight.copy_(torch.eye(P))
+
+    def set_input_scales(self, scales: Tensor) -> None:
+        """Divide each weight/bias tensor by a positive constant (the training set's RMS) before the
+        model, as :class:`~mnfn.models.inr.TensorScale` would; with ``probe_grid`` the weights stay raw
+        (the probe initialisation is in the SIREN's own units)."""
+        if not self.probe_grid:
+            self.input_scales.copy_(torch.as_tensor(scales, dtype=self.input_scales.dtype))
 
     @staticmethod
     def _message(w: Tensor, h: Tensor) -> Tensor:
@@ -111,7 +152,7 @@ class MonomialGMN(nn.Module):
 
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
         check_features(features, self.spec, self.in_channels, type(self).__name__, self)
-        xs = fold(features)
+        xs = [x / s for x, s in zip(fold(features), self.input_scales.to(features.dtype))]
         B = features.batch_size
         w1, b1 = xs[0], xs[1]  # (B, C k, n1, n0), (B, C, n1)
         inp = torch.cat([w1.permute(0, 2, 1, 3).reshape(B, w1.shape[2], -1), b1.transpose(1, 2)], dim=-1)
@@ -124,6 +165,14 @@ class MonomialGMN(nn.Module):
         w_last, b_last = xs[-2], xs[-1]
         read = self._message(w_last, h).reshape(B, -1)  # output neurons are fixed: invariant
         return self.head(torch.cat([read, b_last.reshape(B, -1), *pooled], dim=1))
+
+
+def _probe_unsupported(spec: WeightSpaceSpec) -> str | None:
+    if any(layer.kind != "dense" for layer in spec.layers):
+        return "not a dense net"
+    if any(layer.activation != "sin" for layer in spec.layers[:-1]):
+        return "hidden activations are not sin"
+    return None
 
 
 def _gmn_supports(spec: WeightSpaceSpec) -> str | None:
