@@ -95,6 +95,34 @@ def test_experiment_grid_table_and_resume(digit_inrs, tiny_config, tmp_path, cap
     assert len(json.loads((out / "results.json").read_text())["runs"]) == 4
 
 
+def test_a_model_reruns_only_when_its_own_settings_change(digit_inrs, tiny_config, tmp_path, capsys):
+    """A cell's digest covers the shared settings and its own model section: editing another model's
+    options (or adding a model) reuses it; a run stored under the older whole-config digest is reused
+    and relabelled."""
+    from mnfn.training.grid import whole_config_digest
+
+    out = tmp_path / "exp"
+    args = ["experiment", "classify-inr", "--inrs", str(digit_inrs), "--models", "monomial-inr,mlp",
+            "--seeds", "0", "--config", str(tiny_config), "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args + ["--set", "models.hnp.dropout=0.3", "--report-only"]) == 0
+    assert capsys.readouterr().out.count("done before") == 2
+    assert main(args + ["--set", "models.mlp.dropout=0.3", "--report-only"]) == 0
+    log = capsys.readouterr().out
+    assert "monomial-inr seed 0: done before" in log and "mlp seed 0: not finished" in log
+    # an older grid: metrics.json carries the digest of the whole config
+    cfg = load_config(DEFAULTS, tiny_config, [], open_sections=["models"])
+    path = out / digit_inrs.name / "monomial-inr" / "seed0" / "metrics.json"
+    old = {**read_json(path), "grid_digest": whole_config_digest(cfg)}
+    path.write_text(json.dumps(old))
+    assert main(args + ["--report-only"]) == 0
+    assert capsys.readouterr().out.count("done before") == 2
+    assert read_json(path)["grid_digest"] != old["grid_digest"]  # relabelled: later edits elsewhere still reuse it
+    assert main(args + ["--set", "models.hnp.dropout=0.3", "--report-only"]) == 0
+    assert capsys.readouterr().out.count("done before") == 2
+
+
 def test_mean_std_and_table():
     assert mean_std([0.5, 0.7]) == pytest.approx((0.6, 0.1414213562))
     assert mean_std([0.5]) == (0.5, 0.0)

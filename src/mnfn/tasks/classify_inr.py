@@ -280,7 +280,7 @@ def run_experiment(args: argparse.Namespace) -> int:
         runs = run_learning_curve(plan.out, args.inrs, plan.models, plan.seeds, sizes, cfg, make_run_one,
                                   report_only=args.report_only)
     else:
-        runs = run_grid(plan.out, args.inrs, plan.models, plan.seeds, make_run_one(cfg), plan.digest,
+        runs = run_grid(plan.out, args.inrs, plan.models, plan.seeds, make_run_one(cfg), cfg,
                         report_only=args.report_only)
     if not runs:
         raise ValueError(f"{plan.out}: no finished runs of this grid yet")

@@ -315,7 +315,7 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
 def run_experiment(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     cfg = _load_cfg(args)
-    plan = plan_grid(args, cfg, Path("runs") / "experiments" / f"{TASK}-{args.edit}", digest_extra={"edit": args.edit})
+    plan = plan_grid(args, cfg, Path("runs") / "experiments" / f"{TASK}-{args.edit}")
     out, models, seeds = plan.out, plan.models, plan.seeds
 
     sizes = parse_train_sizes(args.train_sizes)
@@ -330,7 +330,8 @@ def run_experiment(args: argparse.Namespace) -> int:
         runs = run_learning_curve(out, args.inrs, models, seeds, sizes, cfg, make_run_one,
                                   digest_extra={"edit": args.edit}, report_only=args.report_only)
     else:
-        runs = run_grid(out, args.inrs, models, seeds, make_run_one(cfg), plan.digest, report_only=args.report_only)
+        runs = run_grid(out, args.inrs, models, seeds, make_run_one(cfg), cfg, {"edit": args.edit},
+                        report_only=args.report_only)
     if not runs:
         raise ValueError(f"{out}: no finished runs of this grid yet")
     refresh_claims(runs)

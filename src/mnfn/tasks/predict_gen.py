@@ -46,7 +46,7 @@ from ..jobs import apply_threads
 from ..models import MODELS, build_model, count_parameters, model_entry
 from ..weightspace import Symmetry, WeightSpaceSpec
 from ..training.config import ConfigError, add_config_arguments, config_digest, load_config
-from ..training.grid import Cell, mean_std, run_cells
+from ..training.grid import Cell, mean_std, narrow_config, run_cells
 from ..training.metrics import compute_metrics
 from .registry import register_experiment, register_train_task
 from ..training.train import ArrayData, Trainer, add_train_arguments, derive_seed, load_best, seed_everything
@@ -343,10 +343,16 @@ def run_experiment(zoo: str | Path, out_dir: str | Path, models: Sequence[str], 
         if parsed is not None:
             parsed.check(spec, "train augmentation")
     zoo_id = str(Path(zoo).resolve())
-    cells = [Cell(_cell_name(m, a, s), out / "cells" / _cell_name(m, a, s),
-                  config_digest({"cfg": {k: v for k, v in cfg.items() if k != "experiment"}, "model": m, "aug": a, "seed": s, "act": activation, "zoo": zoo_id}),
-                  (m, a, s))
-             for a in augs for m in models for s in seeds]
+    whole = {k: v for k, v in cfg.items() if k != "experiment"}
+
+    def cell(m: str, a: str | None, s: int) -> Cell:
+        # the digest covers this model's settings only; the older whole-config one still reuses finished cells
+        rest = {"model": m, "aug": a, "seed": s, "act": activation, "zoo": zoo_id}
+        return Cell(_cell_name(m, a, s), out / "cells" / _cell_name(m, a, s),
+                    config_digest({"cfg": narrow_config(cfg, m), **rest}), (m, a, s),
+                    accept=(config_digest({"cfg": whole, **rest}),))
+
+    cells = [cell(m, a, s) for a in augs for m in models for s in seeds]
     t0 = time.perf_counter()
 
     def one(cell: Cell) -> dict[str, Any]:

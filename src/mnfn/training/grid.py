@@ -20,7 +20,7 @@ from ..jobs import parse_shard
 from ..models import model_entry
 from .config import add_config_arguments, config_digest
 
-__all__ = ["Cell", "run_cells", "finished_run", "mean_std", "run_grid", "summarize_runs", "markdown_table", "csv_list", "add_grid_arguments",
+__all__ = ["Cell", "run_cells", "finished_run", "narrow_config", "model_digest", "whole_config_digest", "mean_std", "run_grid", "summarize_runs", "markdown_table", "csv_list", "add_grid_arguments",
            "GridPlan", "plan_grid", "save_bar_chart", "write_reports", "run_learning_curve", "curve_rows",
            "curve_table", "save_curve_plot", "write_curve_reports", "parse_train_sizes"]
 
@@ -42,19 +42,43 @@ class Cell:
     run_dir: Path
     digest: str
     key: tuple = ()
+    #: older digests of the same settings (runs written before the digest rule narrowed) that still count
+    accept: tuple[str, ...] = ()
 
 
 RESULT_FILE = "metrics.json"
 
 
-def finished_run(run_dir: Path, digest: str) -> dict[str, Any] | None:
-    """The result in ``run_dir/metrics.json`` if it is complete and was made with ``digest``
-    (``"complete"`` is the key older predict-gen cells wrote)."""
+def narrow_config(cfg: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """What decides one model's runs: the config without its ``experiment`` section (which models
+    and seeds a grid lists) and with ``models`` cut down to ``model``'s own section, so editing
+    another model's options, or adding a model, reuses every finished run of this one."""
+    out = {k: v for k, v in cfg.items() if k not in ("experiment", "models")}
+    if "models" in cfg:
+        out["models"] = {model: (cfg["models"] or {}).get(model)}
+    return out
+
+
+def model_digest(cfg: Mapping[str, Any], model: str, extra: Mapping[str, Any] | None = None) -> str:
+    """The digest a grid cell of ``model`` carries (:func:`narrow_config` plus ``extra``)."""
+    return config_digest({**(extra or {}), **narrow_config(cfg, model)})
+
+
+def whole_config_digest(cfg: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> str:
+    """The digest grids wrote before :func:`model_digest` (every model's section in it); still
+    accepted, so runs finished under that rule are reused while the config is unchanged."""
+    return config_digest({**(extra or {}), **{k: v for k, v in cfg.items() if k != "experiment"}})
+
+
+def finished_run(run_dir: Path, digest: str, accept: Sequence[str] = ()) -> dict[str, Any] | None:
+    """The result in ``run_dir/metrics.json`` if it is complete and was made with ``digest`` or one
+    of ``accept`` (``"complete"`` is the key older predict-gen cells wrote)."""
     path = Path(run_dir) / RESULT_FILE
     if not path.is_file():
         return None
     prev = read_json(path)
-    if isinstance(prev, dict) and prev.get("grid_digest") == digest and (prev.get("completed") or prev.get("complete")):
+    if (isinstance(prev, dict) and prev.get("grid_digest") in (digest, *accept)
+            and (prev.get("completed") or prev.get("complete"))):
         return prev
     return None
 
@@ -75,8 +99,12 @@ def run_cells(cells: Sequence[Cell], run_one: Callable[[Cell], dict[str, Any]], 
     say = log if D.is_main() else (lambda _msg: None)
     for i, cell in enumerate(cells):
         head = f"[{i + 1}/{len(cells)}] {cell.label}"
-        done = D.broadcast_object(finished_run(cell.run_dir, cell.digest))
+        done = D.broadcast_object(finished_run(cell.run_dir, cell.digest, cell.accept))
         if done is not None:
+            if done.get("grid_digest") != cell.digest and D.is_main():
+                # found by an older digest rule: store today's, so later edits elsewhere still reuse it
+                done["grid_digest"] = cell.digest
+                write_json(Path(cell.run_dir) / RESULT_FILE, done)
             say(f"{head}: done before")
             results.append(done)
             continue
@@ -96,13 +124,16 @@ def run_cells(cells: Sequence[Cell], run_one: Callable[[Cell], dict[str, Any]], 
 
 
 def run_grid(out: str | Path, sets: Sequence[str | Path], models: Sequence[str], seeds: Sequence[int],
-             run_one: Callable[[str | Path, str, int, Path], dict[str, Any]], digest: str,
+             run_one: Callable[[str | Path, str, int, Path], dict[str, Any]], cfg: Mapping[str, Any],
+             digest_extra: Mapping[str, Any] | None = None,
              log: Callable[[str], None] = print, report_only: bool = False) -> list[dict[str, Any]]:
-    """Run ``run_one(inrs, model, seed, run_dir)`` for every combination (:func:`run_cells`).
+    """Run ``run_one(inrs, model, seed, run_dir)`` for every combination (:func:`run_cells`); a
+    cell's digest is :func:`model_digest` of ``cfg`` (+ ``digest_extra``).
     ``report_only``: train nothing, return the finished runs only (a grid still in progress)."""
     out = Path(out)
-    cells = [Cell(f"{Path(inrs).name} {name} seed {seed}", out / Path(inrs).name / name / f"seed{seed}", digest,
-                  (inrs, name, seed))
+    legacy = (whole_config_digest(cfg, digest_extra),)
+    cells = [Cell(f"{Path(inrs).name} {name} seed {seed}", out / Path(inrs).name / name / f"seed{seed}",
+                  model_digest(cfg, name, digest_extra), (inrs, name, seed), legacy)
              for inrs in sets for name in models for seed in seeds]
 
     def one(cell: Cell) -> dict[str, Any]:
@@ -192,26 +223,22 @@ def add_grid_arguments(p: argparse.ArgumentParser, what: str, default_out: str) 
 
 @dataclass(frozen=True)
 class GridPlan:
-    """What a grid runs: models x seeds over ``args.inrs``, into ``out``, under config ``digest``."""
+    """What a grid runs: models x seeds over ``args.inrs``, into ``out``."""
 
     models: list[str]
     seeds: list[int]
     out: Path
-    digest: str
 
 
-def plan_grid(args: argparse.Namespace, cfg: Mapping[str, Any], default_out: str | Path,
-              digest_extra: Mapping[str, Any] | None = None) -> GridPlan:
+def plan_grid(args: argparse.Namespace, cfg: Mapping[str, Any], default_out: str | Path) -> GridPlan:
     """Models and seeds from the command line or the config's ``experiment`` section (unknown model
-    names are an error before anything trains), the output folder, and the config digest that
-    decides which finished runs can be reused (``experiment`` itself is left out of it, so adding
-    a model or a seed reuses every finished run)."""
+    names are an error before anything trains) and the output folder. Which finished runs are
+    reused is decided per cell by :func:`model_digest`."""
     models = csv_list(args.models) or list(cfg["experiment"]["models"])
     seeds = csv_list(args.seeds, int) or [int(s) for s in cfg["experiment"]["seeds"]]
     for m in models:
         model_entry(m)
-    digest = config_digest({**(digest_extra or {}), **{k: v for k, v in cfg.items() if k != "experiment"}})
-    return GridPlan(models, seeds, Path(args.out or default_out), digest)
+    return GridPlan(models, seeds, Path(args.out or default_out))
 
 
 def save_bar_chart(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_label: str, scale: float = 1.0,
@@ -293,10 +320,9 @@ def run_learning_curve(out: str | Path, sets: Sequence[str | Path], models: Sequ
     runs: list[dict[str, Any]] = []
     for n in sizes:
         cfg_n = {**cfg, "max_train": int(n)}
-        digest = config_digest({**(digest_extra or {}), **{k: v for k, v in cfg_n.items() if k != "experiment"}})
         log(f"-- training-set size {n}")
-        for r in run_grid(Path(out) / f"n{n}", sets, models, seeds, make_run_one(cfg_n), digest, log=log,
-                          report_only=report_only):
+        for r in run_grid(Path(out) / f"n{n}", sets, models, seeds, make_run_one(cfg_n), cfg_n, digest_extra,
+                          log=log, report_only=report_only):
             r["train_size"] = int(n)
             runs.append(r)
     return runs
