@@ -70,7 +70,7 @@ def run_naive(images: np.ndarray, cfg: FitConfig) -> dict:
     """The usual way, one net at a time: an nn.Sequential SIREN, autograd and torch.optim.Adam (same init,
     lr, stopping rule; one torch thread like the batched fit: two threads were far slower on busy cores)."""
     from mnfn.data.inr import _params_to_features, images_to_targets, init_sirens, make_coords
-    from mnfn.weightspace import features_to_module
+    from mnfn.networks import features_to_module
 
     n, c, h, w = images.shape
     spec = cfg.spec(c)

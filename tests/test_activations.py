@@ -11,8 +11,8 @@ from mnfn.activations import ACTIVATIONS, Activation, Sine, activation_fn, activ
 from mnfn.groups import sample_element
 from mnfn.layers.pooling import EquivariantActivation
 from mnfn.models import build_model
-from mnfn.weightspace import (Symmetry, WeightSpaceError, build_module, features_from_modules, functional_forward,
-                              mlp_spec, spec_from_module)
+from mnfn.weightspace import Symmetry, WeightSpaceError, mlp_spec
+from mnfn.networks import build_module, features_from_modules, functional_forward, spec_from_module
 from symmetry_utils import SCALES, randn_features, rel_err
 
 

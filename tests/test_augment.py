@@ -8,7 +8,8 @@ import torch
 
 from mnfn.augment import FULL_GROUP, Augment
 from mnfn.groups import ScaleDist
-from mnfn.weightspace import functional_forward, siren_spec, zoo_cnn_spec
+from mnfn.weightspace import siren_spec, zoo_cnn_spec
+from mnfn.networks import functional_forward
 from symmetry_utils import randn_features, rel_err
 
 

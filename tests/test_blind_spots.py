@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from mnfn.models import build_model
-from mnfn.weightspace import WeightSpaceFeatures, functional_forward, siren_spec, zoo_cnn_spec
+from mnfn.weightspace import WeightSpaceFeatures, siren_spec, zoo_cnn_spec
+from mnfn.networks import functional_forward
 from symmetry_utils import randn_features, rel_err
 
 SPECS = {"siren": siren_spec(1, hidden=8), "relu-zoo-cnn": zoo_cnn_spec("relu", channels=6, image_size=8),

@@ -8,17 +8,8 @@ import torch
 
 from mnfn.canonical import Canonicalize, canonicalize, sign_statistic
 from mnfn.groups import MonomialElement, ScaleDist, sample_element
-from mnfn.weightspace import (
-    Symmetry,
-    WeightSpaceError,
-    WeightSpaceFeatures,
-    WeightSpaceSpec,
-    cnn_spec,
-    functional_forward,
-    mlp_spec,
-    siren_spec,
-    zoo_cnn_spec,
-)
+from mnfn.weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec, cnn_spec, mlp_spec, siren_spec, zoo_cnn_spec
+from mnfn.networks import functional_forward
 
 SPECS = {
     "relu-mlp-L2": mlp_spec([3, 7, 2], "relu"),

@@ -13,7 +13,7 @@ from mnfn.cli import main
 from mnfn.data.inr import FitConfig, InrDataset, images_to_targets, make_coords, make_inr_dataset
 from mnfn.tasks.edit_inr import DEFAULTS, _EditForward, apply_edit, contrast, dilate, render_flat, train_editor
 from mnfn.training.config import load_config
-from mnfn.weightspace import functional_forward
+from mnfn.networks import functional_forward
 
 TINY = """
 epochs: 1

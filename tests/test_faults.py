@@ -51,8 +51,8 @@ from mnfn.groups import ScaleDist, sample_element
 from mnfn.io import STOP_ENV, DataFormatError, atomic_open, load_torch, save_npz, save_torch
 from mnfn.models import build_model
 from mnfn.training.config import ConfigError
-from mnfn.weightspace import (WeightSpaceError, WeightSpaceFeatures, build_module, features_from_modules,
-                              siren_spec, zoo_cnn_spec)
+from mnfn.weightspace import WeightSpaceError, WeightSpaceFeatures, siren_spec, zoo_cnn_spec
+from mnfn.networks import build_module, features_from_modules
 
 # The fork server (imports torch + mnfn once) runs the commands the kill tests interrupt. It starts
 # with the module's first test and warms up while the in-process format tests run.

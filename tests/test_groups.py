@@ -9,21 +9,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from mnfn.groups import MonomialElement, ScaleDist, identity_element, sample_element
-from mnfn.weightspace import (
-    Sine,
-    Symmetry,
-    WeightSpaceError,
-    WeightSpaceFeatures,
-    WeightSpaceSpec,
-    build_module,
-    cnn_spec,
-    features_from_modules,
-    features_to_module,
-    functional_forward,
-    mlp_spec,
-    siren_spec,
-    zoo_cnn_spec,
-)
+from mnfn.weightspace import Sine, Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec, cnn_spec, mlp_spec, siren_spec, zoo_cnn_spec
+from mnfn.networks import build_module, features_from_modules, features_to_module, functional_forward
 
 DT = torch.float64
 WIDE = ScaleDist("loguniform", 1e-3, 1e3)

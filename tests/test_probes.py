@@ -13,7 +13,8 @@ from mnfn.groups import sample_element
 from mnfn.models.probes import ProbeClassifier, SirenProbe
 from mnfn.models import build_model
 from mnfn.tasks.classify_inr import build_inr_model
-from mnfn.weightspace import WeightSpaceError, functional_forward, mlp_spec, siren_spec
+from mnfn.weightspace import WeightSpaceError, mlp_spec, siren_spec
+from mnfn.networks import functional_forward
 
 SPECS = {"siren-L3": siren_spec(1, hidden=8), "siren-rgb-L4": siren_spec(3, hidden=6, depth=3),
          "tanh-mlp-L2": mlp_spec([3, 5, 2], "tanh")}

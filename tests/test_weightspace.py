@@ -8,25 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from mnfn.weightspace import (
-    ACTIVATIONS,
-    LayerSpec,
-    Sine,
-    Symmetry,
-    WeightSpaceError,
-    WeightSpaceFeatures,
-    WeightSpaceSpec,
-    activation_fn,
-    build_module,
-    cnn_spec,
-    features_from_modules,
-    features_to_module,
-    functional_forward,
-    mlp_spec,
-    siren_spec,
-    spec_from_module,
-    zoo_cnn_spec,
-)
+from mnfn.weightspace import ACTIVATIONS, LayerSpec, Sine, Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec, activation_fn, cnn_spec, mlp_spec, siren_spec, zoo_cnn_spec
+from mnfn.networks import build_module, features_from_modules, features_to_module, functional_forward, spec_from_module
 
 DT = torch.float64
 

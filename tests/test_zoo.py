@@ -23,8 +23,8 @@ from mnfn.data.images import load_images
 from mnfn.data.zoo import Augment, Recipe, ZooDataset, make_zoo, merge_zoos
 from mnfn.groups import ScaleDist
 from mnfn.io import STOP_ENV, DataFormatError
-from mnfn.weightspace import (WeightSpaceError, build_module, features_from_modules, functional_forward,
-                              zoo_cnn_spec)
+from mnfn.weightspace import WeightSpaceError, zoo_cnn_spec
+from mnfn.networks import build_module, features_from_modules, functional_forward
 
 # A tiny, fast recipe: digits' defaults with a 512-image pool, 2 epochs, the first 200 test images
 # (exactly what `mnfn zoo make --epochs 2 --train-images 512 --test-images 200` builds).

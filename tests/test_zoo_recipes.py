@@ -16,7 +16,7 @@ from mnfn.cli import main as cli_main
 from mnfn.data import zoo as Z
 from mnfn.data.images import load_images
 from mnfn.io import read_json
-from mnfn.weightspace import functional_forward
+from mnfn.networks import functional_forward
 
 DATA = os.environ.get("MNFN_DATA")
 needs_mnist = pytest.mark.skipif(not DATA or not (Path(DATA) / "mnist").is_dir(), reason="MNFN_DATA/mnist absent")

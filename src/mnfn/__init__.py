@@ -14,8 +14,9 @@ __version__ = "0.1.0"
 _LAZY = {
     **{name: "weightspace" for name in (
         "ACTIVATIONS", "LayerSpec", "Sine", "Symmetry", "WeightSpaceError", "WeightSpaceFeatures", "WeightSpaceSpec",
-        "build_module", "cnn_spec", "features_from_modules", "features_to_module", "functional_forward", "mlp_spec",
-        "siren_spec", "spec_from_module", "zoo_cnn_spec")},
+        "cnn_spec", "mlp_spec", "siren_spec", "zoo_cnn_spec")},
+    **{name: "networks" for name in (
+        "build_module", "features_from_modules", "features_to_module", "functional_forward", "spec_from_module")},
     **{name: "groups" for name in ("MonomialElement", "ScaleDist", "identity_element", "sample_element")},
 }
 __all__ = sorted(_LAZY)

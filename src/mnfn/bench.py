@@ -177,7 +177,7 @@ def _targets(out_dim: int, batch: int, gen: torch.Generator, dtype: torch.dtype)
 
 def random_batch(spec: WeightSpaceSpec, batch: int, dtype: torch.dtype, seed: int) -> WeightSpaceFeatures:
     """Weights of ``batch`` freshly initialised nets of ``spec`` (realistic magnitudes)."""
-    from .weightspace import build_module, features_from_modules
+    from .networks import build_module, features_from_modules
 
     with _fork_rng(seed):
         nets = [build_module(spec) for _ in range(batch)]

@@ -9,7 +9,8 @@ from torch import Tensor
 
 from .groups import MonomialElement, ScaleDist, sample_element
 from .models import MODELS, build_model, claimed_symmetries
-from .weightspace import Symmetry, WeightSpaceFeatures, WeightSpaceSpec, build_module, features_from_modules
+from .weightspace import Symmetry, WeightSpaceFeatures, WeightSpaceSpec
+from .networks import build_module, features_from_modules
 
 __all__ = ["SymmetryReport", "symmetry_error", "check_model", "random_features"]
 

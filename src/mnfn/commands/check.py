@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..groups import ScaleDist, sample_element
-    from ..weightspace import build_module, features_from_modules, functional_forward
+    from ..networks import build_module, features_from_modules, functional_forward
 
     dtype = getattr(torch, args.dtype)
     tol = args.tol if args.tol is not None else (1e-10 if dtype == torch.float64 else 1e-4)

@@ -35,7 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from ..symmetry import Symmetry, WeightSpaceError
-from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec, functional_forward
+from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec
+from ..networks import functional_forward
 from .nfn import InvariantNFN
 from .parts import check_features, full_group, mlp_head
 from .registry import ModelEntry, register_model
@@ -98,7 +99,7 @@ def probe_inputs(spec: WeightSpaceSpec, num: int, dtype: torch.dtype = torch.flo
 
 class FunctionProbe(nn.Module):
     """``(B, num * n_out)``: each net's outputs on ``num`` fixed inputs (:func:`probe_inputs`),
-    computed by :func:`mnfn.weightspace.functional_forward`. Invariant to every symmetry of the nets
+    computed by :func:`mnfn.networks.functional_forward`. Invariant to every symmetry of the nets
     and sensitive to every change of their function. No parameters."""
 
     def __init__(self, spec: WeightSpaceSpec, num: int = 32) -> None:

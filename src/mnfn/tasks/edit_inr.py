@@ -1,7 +1,7 @@
 """Experiment 3: edit SIRENs (INRs) so that they draw an edited image.
 
 An editor maps a SIREN's weights ``U`` to a weight change ``Delta(U)``; the edited SIREN ``U + Delta(U)``
-is rendered with :func:`mnfn.weightspace.functional_forward` on the coordinate grid of
+is rendered with :func:`mnfn.networks.functional_forward` on the coordinate grid of
 :mod:`mnfn.data.inr` (:func:`~mnfn.data.inr.make_coords`), and the loss is the pixel MSE against the
 edited *original image*, both on the SIRENs' ``[-1, 1]`` pixel scale (as the paper's code). Edits:
 
@@ -34,7 +34,8 @@ from ..data.inr import images_to_targets, make_coords
 from ..models.inr import INR_EDITORS, tensor_rms
 from ..io import atomic_path, load_npz, save_npz, write_json
 from ..models import MODELS, count_parameters
-from ..weightspace import WeightSpaceFeatures, functional_forward
+from ..weightspace import WeightSpaceFeatures
+from ..networks import functional_forward
 from .classify_inr import build_inr_model, describe_claims, load_splits, model_config, n_train, refresh_claims
 from ..training.grid import (add_grid_arguments, curve_rows, parse_train_sizes, plan_grid, run_grid, run_learning_curve,
                    summarize_runs, write_curve_reports, write_reports)

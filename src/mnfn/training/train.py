@@ -36,21 +36,20 @@ from __future__ import annotations
 import csv
 import json
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .. import distributed as D
 from ..io import DataFormatError, atomic_open, load_torch, save_torch
 from ..jobs import apply_threads, output_lock, progress_bar, settings_diff  # noqa: F401  (apply_threads: re-exported)
-from ..weightspace import WeightSpaceFeatures
+from .batches import ArrayData, as_data, default_forward, to_device
 from .metrics import HIGHER_IS_BETTER, METRICS, compute_metrics, is_better
+from .seeds import derive_seed, rng_state, seed_everything, set_rng_state
 
 __all__ = ["Trainer", "fit", "FitResult", "ArrayData", "as_data", "seed_everything", "derive_seed",
            "rng_state", "set_rng_state", "to_device", "load_best", "read_log", "add_train_arguments", "apply_threads",
@@ -60,144 +59,6 @@ CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
 LOG_FILE = "log.csv"
 CHECKPOINT_VERSION = 1
-
-
-# --- seeds and RNG state ------------------------------------------------------------------------
-
-def derive_seed(*parts: Any) -> int:
-    """A 63-bit seed from a tuple of ints/strings (stable across runs and platforms)."""
-    ints = [abs(p) if isinstance(p, int) else int.from_bytes(str(p).encode(), "little") for p in parts]
-    return int(np.random.SeedSequence(ints).generate_state(1, np.uint64)[0] % (2 ** 63 - 1))
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """Global RNG states as tensors / plain lists (weights-only loadable)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    py = random.getstate()
-    out: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-        "numpy_rest": [int(pos), int(has_gauss), float(cached)],
-        "python": [int(py[0]), list(py[1]), py[2]],
-    }
-    if torch.cuda.is_available():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    return out
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    pos, has_gauss, cached = state["numpy_rest"]
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss),
-                         float(cached)))
-    v, internal, gauss = state["python"]
-    random.setstate((int(v), tuple(int(x) for x in internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
-
-
-# --- data adaptation --------------------------------------------------------------------------
-
-def _index(obj: Any, idx: Tensor) -> Any:
-    if isinstance(obj, (Tensor, WeightSpaceFeatures)):
-        return obj[idx]
-    if isinstance(obj, np.ndarray):
-        return obj[idx.numpy()]
-    if isinstance(obj, tuple):
-        return tuple(_index(o, idx) for o in obj)
-    if isinstance(obj, list):
-        return [_index(o, idx) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _index(v, idx) for k, v in obj.items()}
-    raise TypeError(f"cannot index a {type(obj).__name__} by a batch of indices")
-
-
-def _length(obj: Any) -> int:
-    if isinstance(obj, WeightSpaceFeatures):
-        return obj.batch_size
-    if isinstance(obj, (tuple, list)):
-        return _length(obj[0])
-    if isinstance(obj, dict):
-        return _length(next(iter(obj.values())))
-    return len(obj)
-
-
-class ArrayData:
-    """In-memory data: ``inputs`` (features, tensor, or tuple/dict of them) and ``targets`` indexed together."""
-
-    def __init__(self, inputs: Any, targets: Any) -> None:
-        n, m = _length(inputs), _length(targets)
-        if n != m:
-            raise ValueError(f"{n} inputs but {m} targets")
-        self.inputs, self.targets = inputs, targets
-
-    def __len__(self) -> int:
-        return _length(self.inputs)
-
-    def take(self, idx: Tensor) -> tuple[Any, Any]:
-        return _index(self.inputs, idx), _index(self.targets, idx)
-
-
-class _ItemData:
-    """A map-style dataset (``ds[i]``) and a ``collate(list of items) -> batch``."""
-
-    def __init__(self, ds: Any, collate: Callable[[list], Any]) -> None:
-        self.ds, self.collate = ds, collate
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def take(self, idx: Tensor) -> Any:
-        return self.collate([self.ds[int(i)] for i in idx])
-
-
-def as_data(obj: Any, collate: Callable[[list], Any] | None = None) -> Any:
-    """Adapt ``obj`` to the ``__len__`` + ``take(idx)`` protocol the trainer uses."""
-    if obj is None or hasattr(obj, "take"):
-        return obj
-    if hasattr(obj, "features") and hasattr(obj, "targets"):
-        return ArrayData(obj.features, obj.targets)
-    if isinstance(obj, tuple) and len(obj) == 2:
-        return ArrayData(*obj)
-    if hasattr(obj, "__getitem__") and hasattr(obj, "__len__"):
-        coll = collate or getattr(obj, "collate", None)
-        if coll is None:
-            from torch.utils.data import default_collate
-
-            coll = default_collate
-        return _ItemData(obj, coll)
-    raise TypeError(f"cannot use a {type(obj).__name__} as training data; give it __len__ and take(idx)")
-
-
-def to_device(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, (Tensor, WeightSpaceFeatures)):
-        return obj.to(device)
-    if isinstance(obj, tuple):
-        return tuple(to_device(o, device) for o in obj)
-    if isinstance(obj, list):
-        return [to_device(o, device) for o in obj]
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    return obj
-
-
-def _default_forward(model: nn.Module, batch: Any) -> tuple[Any, Any]:
-    inputs, target = batch
-    return model(inputs), target
-
-
-def _batch_size(batch: Any) -> int:
-    try:
-        return _length(batch[0] if isinstance(batch, (tuple, list)) else batch)
-    except Exception:
-        return 1
 
 
 # --- results, logs ----------------------------------------------------------------------------
@@ -368,7 +229,7 @@ class Trainer:
                 raise ValueError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}")
             self.metric_fns = {m: METRICS[m] for m in metrics}
         self.predict_fn = predict_fn
-        self.forward_fn = forward_fn or _default_forward
+        self.forward_fn = forward_fn or default_forward
         self.transform = transform
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)

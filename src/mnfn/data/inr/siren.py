@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...weightspace import WeightSpaceFeatures, WeightSpaceSpec, functional_forward
+from ...weightspace import WeightSpaceFeatures, WeightSpaceSpec
+from ...networks import functional_forward
 from .format import _SPLIT_CODE
 
 __all__ = [
@@ -153,7 +154,7 @@ def render(features: WeightSpaceFeatures, image_shape: Sequence[int], clamp: boo
     """Images ``(B, C, H, W)`` in ``[0, 1]`` drawn by a batch of SIRENs (``(y + 1) / 2`` of their output).
 
     ``image_shape`` is ``(C, H, W)`` or ``(H, W)``; ``clamp`` clips to ``[0, 1]`` (off: the raw map,
-    e.g. to recompute the fitting PSNR exactly). Runs :func:`mnfn.weightspace.functional_forward`
+    e.g. to recompute the fitting PSNR exactly). Runs :func:`mnfn.networks.functional_forward`
     on the coordinate grid of :func:`make_coords`.
     """
     shape = tuple(int(s) for s in image_shape)

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...weightspace import build_module, cnn_spec
+from ...weightspace import cnn_spec
+from ...networks import build_module
 from ..images import ImageSet, load_images
 from .format import ZOO_DATASETS, LayoutEntry, _module_row
 from .recipe import NetConfig, Recipe, draw_config
