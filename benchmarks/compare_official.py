@@ -19,7 +19,6 @@ at the checkout. It needs ``einops`` (``pip install einops``, or ``pip install -
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from mnfn.io import write_json
 from mnfn.models import build_model, count_parameters
 from mnfn.weightspace import WeightSpaceFeatures, zoo_cnn_spec
+from mnfn.training.train import make_optimizer
 
 PAIRS = ("monomial", "hnp", "np")
 
@@ -66,8 +66,7 @@ def _official_models(root: Path, batch: int):
     return models, feats, ws, bs
 
 
-def _step_fns(model, feats, y, sigmoid_out: bool):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+def _step_fns(model, feats, y, sigmoid_out: bool, opt):
 
     def train() -> None:
         out = model(feats).reshape(-1)
@@ -111,8 +110,9 @@ def main() -> None:
     for n in names:
         mine = build_model(n, spec)
         params[n] = {"mnfn": count_parameters(mine), "official": count_parameters(off[n])}
-        runs[(n, "mnfn")] = _step_fns(mine, ours_feats, y, sigmoid_out=False)
-        runs[(n, "official")] = _step_fns(off[n], off_feats, y, sigmoid_out=True)
+        # each side's optimizer as its own training code makes it (the official scripts: torch.optim.Adam)
+        runs[(n, "mnfn")] = _step_fns(mine, ours_feats, y, False, make_optimizer(mine.parameters(), "adam", 1e-3))
+        runs[(n, "official")] = _step_fns(off[n], off_feats, y, True, torch.optim.Adam(off[n].parameters(), lr=1e-3))
     results = []
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)

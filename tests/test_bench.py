@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -98,6 +101,19 @@ def test_peak_memory_counts_a_step():
 def test_tune_malloc_reports_settings():
     s = tune_malloc()
     assert s is None or s["M_MMAP_THRESHOLD"] <= 32 * 2 ** 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_the_cli_tunes_the_allocator_by_default_and_for_its_workers():
+    """`mnfn CMD` keeps freed memory in the process (and tells spawned workers to) unless MNFN_TUNE_MALLOC=0."""
+    code = ("import os; from mnfn.cli import main; from mnfn.jobs import malloc_tuned; main(['models']); "
+            "print('TUNED', malloc_tuned() is not None, os.environ.get('MALLOC_TRIM_THRESHOLD_'))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "MNFN_TUNE_MALLOC"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "TUNED True 1073741824" in out
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "MNFN_TUNE_MALLOC": "0"}, capture_output=True,
+                         text=True, check=True).stdout
+    assert "TUNED False None" in out
 
 
 def test_bad_arguments():

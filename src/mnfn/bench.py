@@ -5,7 +5,7 @@ SIREN ``siren_spec()``) and each model (``monomial``, ``hnp``, ``np``, ``statnn`
 defaults), on random weights of freshly initialised nets, batch 32, float32, on the CPU:
 
 * **train step**: forward, loss (BCE-with-logits on one output for the zoo, cross-entropy on 10
-  classes for SIREN), backward, ``torch.optim.Adam`` step; nets per second = batch / median
+  classes for SIREN), backward, Adam step (``make_optimizer``, as the trainer); nets per second = batch / median
   wall-clock seconds per step;
 * **forward**: the forward pass under ``torch.no_grad()``; nets per second likewise;
 * CPU seconds of this process per step beside the wall clock (``time.process_time``, all threads):
@@ -47,7 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .jobs import torch_threads
+from . import jobs
+from .jobs import torch_threads, tune_malloc
+from .training.train import make_optimizer
 from .weightspace import WeightSpaceFeatures, WeightSpaceSpec, siren_spec, zoo_cnn_spec
 
 __all__ = ["BenchConfig", "BENCH_SPECS", "BENCH_MODELS", "run_bench", "bench_models", "peak_memory_bytes", "tune_malloc",
@@ -92,41 +94,7 @@ class BenchConfig:
         return cls(**base)
 
 
-# --- the C allocator --------------------------------------------------------------------------------
-
-_MALLOC_TUNED: dict[str, int] | None = None
-
-
-def tune_malloc(mmap_threshold: int = 32 * 2 ** 20, trim_threshold: int = 2 ** 30, top_pad: int = 64 * 2 ** 20
-                ) -> dict[str, int] | None:
-    """Keep freed memory in the process instead of handing it back to the OS (glibc only).
-
-    PyTorch's CPU allocator has no cache: every tensor of a few MB is a fresh ``malloc``, which
-    glibc serves with ``mmap`` and returns with ``munmap`` (or trims from the heap), so the next
-    step page-faults the same memory in again, and the kernel zeroes every page. For the Monomial-NFN
-    zoo model that costs ~10-15 % of a training step on a 2-core VM (ReLU and its backward run 2-3x
-    slower). This sets glibc's ``M_MMAP_THRESHOLD`` (max 32 MiB), ``M_TRIM_THRESHOLD`` and
-    ``M_TOP_PAD`` with ``mallopt``; the same as starting Python with ``MALLOC_MMAP_THRESHOLD_=33554432
-    MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864``. The process keeps its peak heap.
-    Returns the settings, or ``None`` where it cannot apply them (not glibc).
-    """
-    global _MALLOC_TUNED
-    import ctypes
-    import ctypes.util
-
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return None
-    settings = {"M_TRIM_THRESHOLD": (-1, trim_threshold), "M_TOP_PAD": (-2, top_pad),
-                "M_MMAP_THRESHOLD": (-3, min(mmap_threshold, 32 * 2 ** 20))}
-    if not all(mallopt(ctypes.c_int(k), ctypes.c_int(v)) == 1 for k, v in settings.values()):
-        return None
-    _MALLOC_TUNED = {k: v for k, (_, v) in settings.items()}
-    return dict(_MALLOC_TUNED)
+# --- the C allocator: mnfn.jobs.tune_malloc (the CLI applies it by default) ----------------------
 
 
 # --- torch.compile -------------------------------------------------------------------------------
@@ -319,7 +287,7 @@ def bench_models(spec_name: str, cfg: BenchConfig, log: Callable[[str], None] = 
         params[name] = count_parameters(model)
         if cfg.compile:
             model = compile_model(model)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = make_optimizer(model.parameters(), "adam", 1e-3)  # what mnfn's trainer uses
         runners.append(_Runner(name, model, opt, x, y, _loss_fn(out_dim)))
     compile_s: dict[str, float] = {}
     for r in runners:  # warm-up (and compilation): not timed
@@ -420,7 +388,7 @@ def _machine() -> dict[str, Any]:
         "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "malloc_tuned": _MALLOC_TUNED is not None or any(k.startswith("MALLOC_") for k in os.environ),
+        "malloc_tuned": jobs.malloc_tuned() is not None or any(k.startswith("MALLOC_") for k in os.environ),
         "loadavg": [round(v, 2) for v in load],
     }
 

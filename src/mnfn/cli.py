@@ -61,6 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
+    if os.environ.get("MNFN_TUNE_MALLOC", "1") != "0":
+        # Keep freed memory in the process: without it every multi-MB tensor of a training step is
+        # page-faulted in again (~10 % of a zoo train step; mnfn.jobs.tune_malloc). Workers this
+        # process spawns read the same settings from the environment at their start.
+        from .jobs import MALLOC_ENV, tune_malloc
+
+        if tune_malloc() is not None:
+            for key, value in MALLOC_ENV.items():
+                os.environ.setdefault(key, value)
     try:
         from .argcheck import check_args
 

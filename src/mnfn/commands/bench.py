@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="precision (default float32)")
     p.add_argument("--compile", action="store_true", help="torch.compile every model first (slow to start)")
     p.add_argument("--tune-malloc", action="store_true",
-                   help="keep freed memory in the process (glibc mallopt; see mnfn.bench.tune_malloc)")
+                   help="keep freed memory in the process (glibc mallopt, mnfn.jobs.tune_malloc); the CLI "
+                        "already does this unless MNFN_TUNE_MALLOC=0, which measures the untuned allocator")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
     p.add_argument("--no-data", action="store_true", help="skip zoo generation and SIREN fitting")
     p.add_argument("--zoo-nets", type=int, default=None, help="nets to generate (default 4, quick 1)")

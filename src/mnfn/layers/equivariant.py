@@ -117,6 +117,11 @@ class EquivariantLinear(nn.Module):
                     break
             else:
                 self._late_bias.append((term.target, n))
+        # Sources are reduced by sums, not means (the backward of a mean writes a full-size scaled
+        # copy of the gradient; that of a sum is a broadcast view): 1/N goes into the matrix instead.
+        self._inv_count: tuple[tuple[float, ...], ...] = tuple(
+            tuple(1.0 / math.prod(self.layouts[ib.source].hidden_sizes[r] for r in ib.reduce) for ib in g.inputs)
+            for g in self.groups)
         # Inverse of each site's (B, C*k, *axes) -> (B, C*k, *fixed, *hidden) permutation.
         self._unpermute = tuple(tuple(sorted(range(len(l.permutation)), key=l.permutation.__getitem__))
                                 for l in self.layouts)
@@ -149,16 +154,24 @@ class EquivariantLinear(nn.Module):
             p = p.permute(0, *range(2, 2 + n_t), 1, *range(2 + n_t, 2 + n_t + n_s))
         return p.reshape(rows, -1)
 
-    def group_matrix(self, gi: int) -> Tensor:
-        """The assembled parameter matrix ``(sum F_out, sum F_in)`` of group ``gi``."""
+    def group_matrix(self, gi: int, sums: bool = False) -> Tensor:
+        """The assembled parameter matrix ``(sum F_out, sum F_in)`` of group ``gi``, applied to the
+        sources' means; ``sums=True``: the same map for sources reduced by sums (each input block's
+        columns divided by the number of entries it sums)."""
         g = self.groups[gi]
+
+        def block(n: int, c: int) -> Tensor:
+            m = self._term_matrix(n)
+            inv = self._inv_count[gi][c]
+            return m * inv if sums and inv != 1.0 else m
+
         if len(g.blocks) == 1 and len(g.blocks[0]) == 1:
-            return self._term_matrix(g.blocks[0][0])  # type: ignore[arg-type]
+            return block(g.blocks[0][0], 0)  # type: ignore[arg-type]
         ref = self.params[next(n for row in g.blocks for n in row if n is not None)]
         rows = []
         for ob, row in zip(g.outputs, g.blocks):
-            rows.append(torch.cat([self._term_matrix(n) if n is not None else
-                                   ref.new_zeros(ob.features, ib.features) for ib, n in zip(g.inputs, row)], 1))
+            rows.append(torch.cat([block(n, c) if n is not None else ref.new_zeros(ob.features, ib.features)
+                                   for c, (ib, n) in enumerate(zip(g.inputs, row))], 1))
         return torch.cat(rows, 0)
 
     def _bias_vector(self, gi: int) -> Tensor | None:
@@ -184,10 +197,10 @@ class EquivariantLinear(nn.Module):
             for ib in g.inputs:
                 x = feats[ib.source]
                 if ib.reduce:
-                    x = x.mean(dim=tuple(2 + r for r in ib.reduce))
+                    x = x.sum(dim=tuple(2 + r for r in ib.reduce))
                 parts.append(x.reshape(B, ib.features, g.hidden_size))
             x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-            w = self.group_matrix(gi)
+            w = self.group_matrix(gi, sums=True)
             bias = self._bias_vector(gi)
             if g.hidden_size == 1:
                 x2 = x.reshape(B, -1)

@@ -16,6 +16,8 @@ with is refused.
 
 from __future__ import annotations
 
+import math
+
 from typing import Sequence
 
 import torch
@@ -26,6 +28,12 @@ from .equivariant import fold
 from .terms import TensorSite, resolve_symmetries, tensor_sites
 
 __all__ = ["InvariantPool", "EquivariantActivation", "robust_normalize"]
+
+
+def _mean(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """``x.mean(dims)`` as a sum scaled afterwards: the backward of a sum is a broadcast view, that of
+    a mean a full-size scaled copy of the gradient."""
+    return x.sum(dim=dims) * (1.0 / math.prod(x.shape[d] for d in dims))
 
 
 def _scaled_and_inverse_norm(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
@@ -123,7 +131,7 @@ class InvariantPool(nn.Module):
                     x = x.abs()  # before the affine map: a shift would not commute with a sign flip
                 x = x * r
                 if dims:
-                    x = x.mean(dim=dims)
+                    x = _mean(x, dims)
                 a = self.affine[str(i)]
                 shape = (1, -1) + (1,) * (x.dim() - 2)
                 x = torch.addcmul(a[:, 1].view(shape), x, a[:, 0].view(shape))
@@ -131,7 +139,7 @@ class InvariantPool(nn.Module):
                 if self.even[i]:
                     x = x.abs()
                 if dims:
-                    x = x.mean(dim=dims)
+                    x = _mean(x, dims)
             outs.append(x.flatten(1))
         return torch.cat(outs, 1)
 
