@@ -8,7 +8,7 @@ import torch
 
 from mnfn import mlp_spec
 from mnfn.bench import compile_available, compile_model, random_batch
-from mnfn.layers import EquivariantLinear, fold
+from mnfn.layers import EquivariantLinear, equivariant, fold
 from mnfn.models import build_model
 from symmetry_utils import SPECS, randn_features
 
@@ -17,8 +17,11 @@ CASES = [(name, preset, True) for name in SPECS for preset in ("monomial", "hnp"
 CASES += [(name, preset, False) for name in ("relu-mlp-L3", "tanh-mlp-L2", "relu-conv-last") for preset in ("monomial", "hnp")]
 
 
+@pytest.mark.parametrize("wgrad", ["per-net", "one-gemm"])
 @pytest.mark.parametrize("name,preset,bias", CASES)
-def test_grouped_execution_equals_per_term_einsums(name, preset, bias):
+def test_grouped_execution_equals_per_term_einsums(name, preset, bias, wgrad, monkeypatch):
+    # both ways the shared-weight matmul computes its weight gradient (chosen by the hidden size)
+    monkeypatch.setattr(equivariant, "_SMALL_HIDDEN", 0 if wgrad == "per-net" else 10 ** 9)
     spec = SPECS[name]
     layer = EquivariantLinear(spec, 2, 3, preset, bias=bias).double()
     with torch.no_grad():

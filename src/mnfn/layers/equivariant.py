@@ -27,6 +27,41 @@ def _compiling() -> bool:
     return bool(is_compiling()) if is_compiling is not None else False
 
 
+#: Below this many matched hidden entries the weight gradient is one GEMM over (batch x hidden)
+#: instead of per-net products summed over the batch (measured on a 2-core AVX2 CPU: 2.6x faster for
+#: HNP's (304 x 304, H = 16) block; slower for H = 256, where each net's product is large enough).
+_SMALL_HIDDEN = 64
+
+
+class _SharedMatmul(torch.autograd.Function):
+    """``y[b] = w @ x[b] + bias`` for a weight shared by the batch, with a backward that computes
+    ``dw = sum_b dy[b] x[b]^T`` as one GEMM when the hidden size is small (autograd's own backward of
+    ``baddbmm(w.expand(B))`` makes ``B`` products with ``K = H`` and a ``(B, F_out, F_in)`` temporary)."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, x: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(w, x)
+        ctx.has_bias = bias is not None
+        wb = w.expand(x.shape[0], *w.shape)
+        return torch.baddbmm(bias.unsqueeze(-1), wb, x) if bias is not None else torch.bmm(wb, x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        w, x = ctx.saved_tensors
+        B, f_out, h = g.shape
+        gw = gx = gb = None
+        if ctx.needs_input_grad[1]:
+            gx = torch.bmm(w.t().expand(B, *w.t().shape), g)
+        if ctx.needs_input_grad[0]:
+            if h <= _SMALL_HIDDEN:
+                gw = torch.mm(g.transpose(0, 1).reshape(f_out, B * h), x.transpose(0, 1).reshape(-1, B * h).t())
+            else:
+                gw = torch.bmm(g, x.transpose(1, 2)).sum(0)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = g.sum(dim=(0, 2))
+        return gw, gx, gb
+
+
 def fold(features: WeightSpaceFeatures) -> list[Tensor]:
     """``[W1, b1, ...]`` with conv kernels folded into channels: ``(B, C*kh*kw, n_out, n_in)``."""
     out = []
@@ -212,8 +247,7 @@ class EquivariantLinear(nn.Module):
                 y = torch.addmm(bias.unsqueeze(-1), w, xt) if bias is not None else torch.mm(w, xt)
                 y = y.view(-1, B, g.hidden_size).transpose(0, 1)
             else:
-                wb = w.expand(B, *w.shape)
-                y = torch.baddbmm(bias.unsqueeze(-1), wb, x) if bias is not None else torch.bmm(wb, x)
+                y = _SharedMatmul.apply(w, x, bias)
             r0 = 0
             for ob in g.outputs:
                 part = y[:, r0:r0 + ob.features] if len(g.outputs) > 1 else y
