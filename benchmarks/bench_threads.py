@@ -38,14 +38,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--load", type=int, default=2, help="busy processes to start (default 2: one per core here)")
     p.add_argument("--steps", type=int, default=15, help="timed train steps per setting (default 15)")
+    p.add_argument("--spincounts", default="",
+                   help="also measure OpenMP's default policy with these GOMP_SPINCOUNT values (e.g. 1000,100000; "
+                        "'default' = the library's own)")
     args = p.parse_args()
+    settings = [("ACTIVE", {"OMP_WAIT_POLICY": "ACTIVE"}), ("PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"})]
+    for sc in [x for x in args.spincounts.split(",") if x]:
+        settings.append((f"spin={sc}", {} if sc == "default" else {"GOMP_SPINCOUNT": sc}))
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
     try:
         time.sleep(1.0)
         res = {}
-        for policy in ("ACTIVE", "PASSIVE"):
+        for policy, extra in settings:
             for threads in (1, 2):
-                env = {**os.environ, "OMP_WAIT_POLICY": policy}
+                env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+                env.update(extra)
                 out = subprocess.run([sys.executable, "-c", STEP, str(threads), str(args.steps)], env=env,
                                      capture_output=True, text=True, check=True).stdout
                 res[(policy, threads)] = float(out.strip().splitlines()[-1])
@@ -58,7 +65,7 @@ def main() -> None:
         tag = ""
         if policy == "PASSIVE":  # what the mnfn CLI sets; `mnfn train` uses 1 thread, torch's default is all cores
             tag = "  <- mnfn train's default" if threads == 1 else "  <- mnfn with torch's thread count"
-        print(f"OMP_WAIT_POLICY={policy:<8} threads={threads}: {1000 * s:6.0f} ms/step  {s / best:5.2f}x best{tag}")
+        print(f"{policy:<14} threads={threads}: {1000 * s:6.0f} ms/step  {s / best:5.2f}x best{tag}")
 
 
 if __name__ == "__main__":
