@@ -135,6 +135,10 @@ def test_zoo_info_histogram_and_plot(public_zoo, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "final test accuracy" in out and f"wrote {png}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the split by optimizer (which family leaves nets untrained) covers every final net
+    for st in info["by_activation"].values():
+        assert sum(r["nets"] for r in st["by_optimizer"].values()) == st["nets"]
+    assert "final test accuracy by optimizer:" in out
 
 
 @needs_mnist
@@ -156,6 +160,7 @@ def test_zoo_info_on_a_zoo_still_being_made(tmp_path, capsys):
     Z.make_zoo(out, "digits", 3, seed=1, recipe=recipe, progress=False, max_new_nets=2)
     info = Z.zoo_info(out)
     assert info["unfinished"] == {"nets_done": 2, "nets_total": 3} and info["nets"] == 2
+    assert sum(r["nets"] for st in info["by_activation"].values() for r in st["by_optimizer"].values()) == 2
     assert sum(sum(st["final_hist"]) for st in info["by_activation"].values()) == 2
     assert cli_main(["zoo", "info", str(out)]) == 0
     assert "UNFINISHED, 2 of 3 nets so far" in capsys.readouterr().out

@@ -136,6 +136,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{a:<12}{s['nets']:>7}{s['checkpoints']:>8}{s['acc_mean']:>10.3f}{s['acc_std']:>9.3f}"
                   f"{s['final_acc_mean']:>12.3f}{s['final_acc_std']:>11.3f}{s['final_acc_min']:>11.3f}{s['final_acc_max']:>11.3f}")
         print(_histogram_text(info))
+        by_opt = [(a, o, r) for a, s in info["by_activation"].items() for o, r in s.get("by_optimizer", {}).items()]
+        if by_opt:
+            print("final test accuracy by optimizer:")
+            for a, o, r in by_opt:
+                print(f"  {a:<6} {o:<8} {r['nets']:>6} nets  mean {r['final_acc_mean']:.3f}  "
+                      f"{100 * r['final_near_chance']:5.1f} % near chance")
         if args.plot:
             print(f"wrote {Z.plot_accuracy_histogram(info, args.plot)}")
         return 0

@@ -53,8 +53,8 @@ def _parts_info(root: Path) -> dict[str, Any]:
         rows.extend(json.loads(str(load_npz(f, required=("weights", "metrics"))["metrics"])))
     if not rows:
         raise DataFormatError(f"{root}: a zoo is being made here, but no net is finished yet")
-    cols = ("config.activation", "test_accuracy", "step", "modeldir")
-    m = {c: np.asarray([r[c] for r in rows]) for c in cols}
+    cols = ("config.activation", "test_accuracy", "step", "modeldir", "config.optimizer")
+    m = {c: np.asarray([r[c] for r in rows]) for c in cols if all(c in r for r in rows)}
     out = _summary(str(root), m, meta, int(meta.get("num_params", 0)))
     shard = meta.get("shard") or [0, 1]
     total = len(range(int(shard[0]), int(meta.get("num_nets", 0)), int(shard[1])))
@@ -92,6 +92,13 @@ def _summary(root: str, m: dict[str, np.ndarray], meta: dict[str, Any] | None, p
             "final_near_chance": float((fa < near_chance).mean()) if fa.size else float("nan"),
             "final_hist": accuracy_histogram(fa),
         }
+        if "config.optimizer" in m:  # which hyperparameter family leaves nets untrained
+            opts = m["config.optimizer"].astype(str)
+            out["by_activation"][a]["by_optimizer"] = {
+                o: {"nets": int((sel & final & (opts == o)).sum()),
+                    "final_acc_mean": float(acc[sel & final & (opts == o)].mean()),
+                    "final_near_chance": float((acc[sel & final & (opts == o)] < near_chance).mean())}
+                for o in sorted(set(opts[sel & final].tolist()))}
     return out
 
 
