@@ -120,6 +120,10 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown benchmark architectures"):
         run_bench(BenchConfig(specs=("resnet",), data=False))
     assert main(["bench", "--specs", "resnet", "--no-data"]) == 2
+    if not torch.cuda.is_available():  # CI: one clear error instead of a CUDA traceback
+        with pytest.raises(ValueError, match="no CUDA device"):
+            run_bench(BenchConfig(device="cuda", data=False))
+        assert main(["bench", "--device", "cuda", "--no-data", "--quick"]) == 2
 
 
 def test_bench_gemm_script_runs():

@@ -74,6 +74,7 @@ class BenchConfig:
     batch: int = 32
     dtype: str = "float32"
     threads: int | None = None  # torch intra-op threads; None: leave torch's setting
+    device: str = "cpu"  # "cuda": models, batches and the GEMM on the GPU (timings synchronised)
     warmup: int = 3
     repeats: int = 20
     memory: bool = True
@@ -209,6 +210,12 @@ def peak_memory_bytes(fn: Callable[[], Any]) -> int:
     return int(peak)
 
 
+def _sync(device: torch.device) -> None:
+    """Wait for the device's queued kernels (CUDA launches are asynchronous); no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 @dataclass
 class _Runner:
     name: str
@@ -217,6 +224,7 @@ class _Runner:
     x: WeightSpaceFeatures
     y: Tensor
     loss: Callable[[Tensor, Tensor], Tensor]
+    device: torch.device = torch.device("cpu")
     times: dict[str, list[float]] = field(default_factory=lambda: {"train": [], "forward": []})
     cpu: dict[str, list[float]] = field(default_factory=lambda: {"train": [], "forward": []})
 
@@ -232,15 +240,27 @@ class _Runner:
     def eager(self) -> "_Runner":
         """This runner with the uncompiled model (the FLOP counter runs eager)."""
         orig = getattr(self.model, "_orig_mod", None)
-        return self if orig is None else _Runner(self.name, orig, self.opt, self.x, self.y, self.loss)
+        return self if orig is None else _Runner(self.name, orig, self.opt, self.x, self.y, self.loss, self.device)
 
     def timed(self, kind: str) -> None:
         fn = self.train if kind == "train" else self.forward
+        _sync(self.device)
         c0, t0 = time.process_time(), time.perf_counter()
         fn()
+        _sync(self.device)
         t1, c1 = time.perf_counter(), time.process_time()
         self.times[kind].append(t1 - t0)
         self.cpu[kind].append(c1 - c0)
+
+
+def _cuda_peak_bytes(fn: Callable[[], Any], device: torch.device) -> int:
+    """Peak CUDA-allocator bytes during ``fn()`` above what was allocated before it."""
+    _sync(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    _sync(device)
+    return int(torch.cuda.max_memory_allocated(device) - before)
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
@@ -253,20 +273,24 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def gemm_rate(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
-    """Best GFLOP/s of a ``size``-cubed matrix product on this process's threads: the practical
-    peak of the BLAS here, against which :func:`bench_models`' FLOP counts give ceilings."""
+def gemm_rate(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32,
+              device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Best GFLOP/s of a ``size``-cubed matrix product on this process's threads (or the GPU): the
+    practical peak of the BLAS here, against which :func:`bench_models`' FLOP counts give ceilings."""
+    dev = torch.device(device)
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=gen, dtype=dtype)
-    b = torch.randn(size, size, generator=gen, dtype=dtype)
+    a = torch.randn(size, size, generator=gen, dtype=dtype).to(dev)
+    b = torch.randn(size, size, generator=gen, dtype=dtype).to(dev)
     torch.mm(a, b)  # warm-up: BLAS thread pool and packing buffers
     best = math.inf
     for _ in range(repeats):
+        _sync(dev)
         t0 = time.perf_counter()
         torch.mm(a, b)
+        _sync(dev)
         best = min(best, time.perf_counter() - t0)
     return {"gemm": f"{size}x{size}x{size} {str(dtype).replace('torch.', '')}", "gflops": 2 * size ** 3 / best / 1e9,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "device": str(dev)}
 
 
 def bench_models(spec_name: str, cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
@@ -276,19 +300,21 @@ def bench_models(spec_name: str, cfg: BenchConfig, log: Callable[[str], None] = 
     make_spec, out_dim = BENCH_SPECS[spec_name]
     spec = make_spec()
     dtype = getattr(torch, cfg.dtype)
-    x = random_batch(spec, cfg.batch, dtype, cfg.seed)
+    device = torch.device(cfg.device)
+    x = random_batch(spec, cfg.batch, dtype, cfg.seed).to(device)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    y = _targets(out_dim, cfg.batch, gen, dtype)
+    y = _targets(out_dim, cfg.batch, gen, dtype).to(device)
     runners: list[_Runner] = []
     params: dict[str, int] = {}
     for name in cfg.models:
         with _fork_rng(cfg.seed):
-            model = build_model(name, spec, out_dim=out_dim, **cfg.model_config.get(name, {})).to(dtype)
+            model = build_model(name, spec, out_dim=out_dim, **cfg.model_config.get(name, {})).to(device=device,
+                                                                                                 dtype=dtype)
         params[name] = count_parameters(model)
         if cfg.compile:
             model = compile_model(model)
         opt = make_optimizer(model.parameters(), "adam", 1e-3)  # what mnfn's trainer uses
-        runners.append(_Runner(name, model, opt, x, y, _loss_fn(out_dim)))
+        runners.append(_Runner(name, model, opt, x, y, _loss_fn(out_dim), device))
     compile_s: dict[str, float] = {}
     for r in runners:  # warm-up (and compilation): not timed
         t0 = time.perf_counter()
@@ -303,7 +329,8 @@ def bench_models(spec_name: str, cfg: BenchConfig, log: Callable[[str], None] = 
             r.timed("forward")
     memory: dict[str, int | None] = {}
     for r in runners:
-        memory[r.name] = peak_memory_bytes(r.train) if cfg.memory else None
+        memory[r.name] = (peak_memory_bytes(r.train) if device.type == "cpu" else _cuda_peak_bytes(r.train, device)
+                          ) if cfg.memory else None
     flops = {r.name: (count_flops(r.eager().train), count_flops(r.eager().forward)) for r in runners}
     out: dict[str, Any] = {"spec": spec.describe(), "out_dim": out_dim, "batch": cfg.batch, "models": {}}
     for r in runners:
@@ -398,6 +425,10 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     unknown = [s for s in cfg.specs if s not in BENCH_SPECS]
     if unknown:
         raise ValueError(f"unknown benchmark architectures {unknown}; choose from {list(BENCH_SPECS)}")
+    if cfg.device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {cfg.device!r}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available to this torch build")
     if cfg.compile:
         ok, why = compile_available()
         if not ok:
@@ -408,7 +439,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
         result["malloc"] = tune_malloc()
     with torch_threads(cfg.threads):
         result["machine_before"] = _machine()
-        result["roofline"] = gemm_rate(dtype=getattr(torch, cfg.dtype))
+        result["roofline"] = gemm_rate(dtype=getattr(torch, cfg.dtype), device=cfg.device)
+        if cfg.device == "cuda":
+            result["machine_before"]["gpu"] = torch.cuda.get_device_name()
         result["models"] = {}
         for name in cfg.specs:
             log(f"timing models on {name} ...")
@@ -460,6 +493,7 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [
         f"mnfn bench: batch {cfg['batch']}, {cfg['dtype']}, {cfg['repeats']} interleaved repeats (median), "
         f"{mb['torch_threads']} torch thread(s), {mb['cpus']} CPUs, torch {mb['torch']}"
+        + (f", on {mb.get('gpu', 'cuda')}" if cfg.get("device") == "cuda" else "")
         + (", torch.compile" if cfg.get("compile") else "")
         + (", malloc tuned" if mb.get("malloc_tuned") else ""),
         f"load average (1 min) {mb['loadavg'][0]:.2f} before, {ma['loadavg'][0]:.2f} after"

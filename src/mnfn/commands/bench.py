@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--specs", default=None, help="comma-separated architectures: zoo-cnn, siren (default both)")
     p.add_argument("--batch", type=int, default=32, help="nets per training/forward batch (default 32)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's setting)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the models run (default cpu; cuda: timings synchronised, peak memory from CUDA's allocator)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per model (default 20, quick 4)")
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps per model (default 3, quick 1)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="precision (default float32)")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, format_report, run_bench
     from ..io import write_json
 
-    kw: dict = dict(batch=args.batch, dtype=args.dtype, threads=args.threads, compile=args.compile,
+    kw: dict = dict(batch=args.batch, dtype=args.dtype, threads=args.threads, device=args.device, compile=args.compile,
                     tune_malloc=args.tune_malloc,
                     memory=not args.no_memory, data=not args.no_data, zoo_dataset=args.zoo_dataset, seed=args.seed)
     if args.models:
