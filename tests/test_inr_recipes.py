@@ -211,3 +211,21 @@ def test_val_from_start_and_max_train_beyond_the_set(tmp_path):
         n_train(tr, 9)
     with pytest.raises(ValueError, match="val_from"):
         InrDataset(root, "val", val_size=4, val_from="middle")
+
+
+def test_curve_plot_keeps_one_colour_per_model_and_names_every_model(tmp_path, monkeypatch):
+    """Panels of sets with different models: a model has the same colour in every panel and the one
+    legend lists all models (not only those of the last panel)."""
+    from mnfn.training import grid
+
+    figs = []
+    monkeypatch.setattr(grid, "_save_png", lambda fig, path: figs.append(fig))
+    row = {"std": 0.0, "n": 1}
+    rows = [{**row, "set": "a", "model": m, "n_train": n, "mean": 0.5} for m in ("m1", "m2", "m3") for n in (10, 100)]
+    rows += [{**row, "set": "b", "model": m, "n_train": 100, "mean": 0.4} for m in ("m3", "m1")]
+    grid.save_curve_plot(tmp_path / "c.png", rows, "acc")
+    (fig,) = figs
+    ax_a, ax_b = fig.axes[:2]
+    col = lambda ax: {l.get_label(): l.get_color() for l in ax.get_lines()}  # noqa: E731
+    assert col(ax_b)["m1"] == col(ax_a)["m1"] and col(ax_b)["m3"] == col(ax_a)["m3"]
+    assert [t.get_text() for t in ax_b.get_legend().get_texts()] == ["m1", "m2", "m3"]

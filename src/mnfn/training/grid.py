@@ -380,13 +380,19 @@ def save_curve_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_
     import matplotlib.pyplot as plt
 
     sets = list(dict.fromkeys(r["set"] for r in rows))
+    # one colour per model across all panels, and one legend naming every model
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    color = {m: cycle[i % len(cycle)] for i, m in enumerate(models)}
+    handles: dict[str, Any] = {}
     fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets) + 1.6, 3.2), squeeze=False)
     for ax, s in zip(axes[0], sets):
         rs = [r for r in rows if r["set"] == s]
         for m in dict.fromkeys(r["model"] for r in rs):
             pts = sorted((r["n_train"], r["mean"] * scale, r["std"] * scale, r["n"]) for r in rs if r["model"] == m)
             xs, ys, es, ns = zip(*pts)
-            line, = ax.plot(xs, ys, marker="o", label=m)
+            line, = ax.plot(xs, ys, marker="o", label=m, color=color[m])
+            handles.setdefault(m, line)
             if any(n > 1 for n in ns):
                 ax.errorbar(xs, ys, yerr=es, fmt="none", ecolor=line.get_color(), capsize=2)
         for j, (label, v) in enumerate(sorted(((reference or {}).get(s) or {}).items(), key=lambda kv: kv[1])):
@@ -399,7 +405,8 @@ def save_curve_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_
         ax.set_ylabel(metric_label)
         ax.set_title(s, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[0][-1].legend([handles[m] for m in models], models, fontsize=7, frameon=False, loc="upper left",
+                       bbox_to_anchor=(1.0, 1.0))
     if title:
         fig.suptitle(title, fontsize=9)
     _save_png(fig, path)
