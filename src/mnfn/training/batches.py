@@ -16,18 +16,26 @@ from ..weightspace import WeightSpaceFeatures
 __all__ = ["ArrayData", "as_data", "to_device", "default_forward"]
 
 
-def _index(obj: Any, idx: Tensor) -> Any:
-    if isinstance(obj, (Tensor, WeightSpaceFeatures)):
-        return obj[idx]
-    if isinstance(obj, np.ndarray):
-        return obj[idx.numpy()]
+def _map_batch(obj: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``leaf`` applied to every non-container in a (nested) tuple/list/dict, structure kept."""
     if isinstance(obj, tuple):
-        return tuple(_index(o, idx) for o in obj)
+        return tuple(_map_batch(o, leaf) for o in obj)
     if isinstance(obj, list):
-        return [_index(o, idx) for o in obj]
+        return [_map_batch(o, leaf) for o in obj]
     if isinstance(obj, dict):
-        return {k: _index(v, idx) for k, v in obj.items()}
-    raise TypeError(f"cannot index a {type(obj).__name__} by a batch of indices")
+        return {k: _map_batch(v, leaf) for k, v in obj.items()}
+    return leaf(obj)
+
+
+def _index(obj: Any, idx: Tensor) -> Any:
+    def take(o: Any) -> Any:
+        if isinstance(o, (Tensor, WeightSpaceFeatures)):
+            return o[idx]
+        if isinstance(o, np.ndarray):
+            return o[idx.numpy()]
+        raise TypeError(f"cannot index a {type(o).__name__} by a batch of indices")
+
+    return _map_batch(obj, take)
 
 
 def _length(obj: Any) -> int:
@@ -89,15 +97,7 @@ def as_data(obj: Any, collate: Callable[[list], Any] | None = None) -> Any:
 
 def to_device(obj: Any, device: torch.device) -> Any:
     """``obj`` (features, tensors, and tuples/lists/dicts of them) on ``device``; anything else as is."""
-    if isinstance(obj, (Tensor, WeightSpaceFeatures)):
-        return obj.to(device)
-    if isinstance(obj, tuple):
-        return tuple(to_device(o, device) for o in obj)
-    if isinstance(obj, list):
-        return [to_device(o, device) for o in obj]
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    return obj
+    return _map_batch(obj, lambda o: o.to(device) if isinstance(o, (Tensor, WeightSpaceFeatures)) else o)
 
 
 def default_forward(model: nn.Module, batch: Any) -> tuple[Any, Any]:
