@@ -124,6 +124,11 @@ def test_bad_arguments():
         with pytest.raises(ValueError, match="no CUDA device"):
             run_bench(BenchConfig(device="cuda", data=False))
         assert main(["bench", "--device", "cuda", "--no-data", "--quick"]) == 2
+        res = run_bench(BenchConfig(device="auto", data=False, specs=("siren",), models=("statnn",), repeats=1,
+                                    warmup=0, memory=False))
+        assert res["config"]["device"] == "cpu"  # auto: CUDA where there is one, else the CPU
+    with pytest.raises(ValueError, match="unknown device"):
+        run_bench(BenchConfig(device="gpu0", data=False))
 
 
 def test_bench_gemm_script_runs():

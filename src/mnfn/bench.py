@@ -33,6 +33,7 @@ Small CNN Zoo nets (:func:`mnfn.data.zoo.make_zoo`) and SIREN INRs fitted per se
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import platform
@@ -425,10 +426,16 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     unknown = [s for s in cfg.specs if s not in BENCH_SPECS]
     if unknown:
         raise ValueError(f"unknown benchmark architectures {unknown}; choose from {list(BENCH_SPECS)}")
-    if cfg.device not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu or cuda, got {cfg.device!r}")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available to this torch build")
+    if cfg.device == "auto":
+        cfg = dataclasses.replace(cfg, device="cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        kind = torch.device(cfg.device).type
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device: unknown device {cfg.device!r} (auto, cpu, cuda, cuda:1 ...)") from None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or a CUDA device, got {cfg.device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {cfg.device}: no CUDA device is available to this torch build")
     if cfg.compile:
         ok, why = compile_available()
         if not ok:
@@ -440,8 +447,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     with torch_threads(cfg.threads):
         result["machine_before"] = _machine()
         result["roofline"] = gemm_rate(dtype=getattr(torch, cfg.dtype), device=cfg.device)
-        if cfg.device == "cuda":
-            result["machine_before"]["gpu"] = torch.cuda.get_device_name()
+        if torch.device(cfg.device).type == "cuda":
+            result["machine_before"]["gpu"] = torch.cuda.get_device_name(torch.device(cfg.device))
         result["models"] = {}
         for name in cfg.specs:
             log(f"timing models on {name} ...")
@@ -493,7 +500,7 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [
         f"mnfn bench: batch {cfg['batch']}, {cfg['dtype']}, {cfg['repeats']} interleaved repeats (median), "
         f"{mb['torch_threads']} torch thread(s), {mb['cpus']} CPUs, torch {mb['torch']}"
-        + (f", on {mb.get('gpu', 'cuda')}" if cfg.get("device") == "cuda" else "")
+        + (f", on {mb.get('gpu', 'cuda')}" if str(cfg.get("device", "cpu")).startswith("cuda") else "")
         + (", torch.compile" if cfg.get("compile") else "")
         + (", malloc tuned" if mb.get("malloc_tuned") else ""),
         f"load average (1 min) {mb['loadavg'][0]:.2f} before, {ma['loadavg'][0]:.2f} after"

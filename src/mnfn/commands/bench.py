@@ -32,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--specs", default=None, help="comma-separated architectures: zoo-cnn, siren (default both)")
     p.add_argument("--batch", type=int, default=32, help="nets per training/forward batch (default 32)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's setting)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="where the models run (default cpu; cuda: timings synchronised, peak memory from CUDA's allocator)")
+    p.add_argument("--device", default="cpu",
+                   help="where the models run: cpu (default), cuda, cuda:1 ..., or auto (CUDA if present); on CUDA "
+                        "timings are synchronised and peak memory comes from CUDA's allocator")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per model (default 20, quick 4)")
     p.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps per model (default 3, quick 1)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="precision (default float32)")
