@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from mnfn.io import write_json
 from mnfn.models import build_model, count_parameters
 from mnfn.weightspace import WeightSpaceFeatures, zoo_cnn_spec
-from mnfn.training.train import make_optimizer
+from mnfn.training.optim import make_optimizer
 
 PAIRS = ("monomial", "hnp", "np")
 

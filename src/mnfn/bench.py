@@ -38,7 +38,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -50,7 +49,9 @@ from torch import Tensor, nn
 
 from . import jobs
 from .jobs import torch_threads, tune_malloc
-from .training.train import make_optimizer
+from .measure import (compile_available, compile_model, count_flops, cuda_peak_bytes, gemm_rate, peak_memory_bytes,
+                      sync as _sync)
+from .training.optim import make_optimizer
 from .weightspace import WeightSpaceFeatures, WeightSpaceSpec, siren_spec, zoo_cnn_spec
 
 __all__ = ["BenchConfig", "BENCH_SPECS", "BENCH_MODELS", "run_bench", "bench_models", "peak_memory_bytes", "tune_malloc",
@@ -96,41 +97,6 @@ class BenchConfig:
         return cls(**base)
 
 
-# --- the C allocator: mnfn.jobs.tune_malloc (the CLI applies it by default) ----------------------
-
-
-# --- torch.compile -------------------------------------------------------------------------------
-
-def compile_available() -> tuple[bool, str]:
-    """Whether ``torch.compile`` can run here, and why not. Cheap checks only (no compilation):
-    the function exists, and the inductor backend finds a C++ compiler for CPU kernels."""
-    if not hasattr(torch, "compile"):
-        return False, f"torch {torch.__version__} has no torch.compile"
-    if sys.platform == "win32":
-        return False, "torch.compile's inductor backend needs a C++ toolchain not set up on Windows here"
-    import shutil
-
-    cxx = os.environ.get("CXX") or next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
-    if cxx is None:
-        return False, "no C++ compiler (g++/c++/clang++) on PATH for inductor's CPU kernels"
-    return True, ""
-
-
-def compile_model(model: nn.Module, **kwargs: Any) -> nn.Module:
-    """``torch.compile`` a model of the registry (any ``nn.Module`` taking ``WeightSpaceFeatures``).
-
-    The model is compiled as a whole (``dynamic=False``: one graph per batch shape, recompiled when
-    the batch size changes); extra keyword arguments go to ``torch.compile``. The first call
-    compiles (tens of seconds on a small CPU); the result computes the same function, up to float
-    rounding. Raises ``RuntimeError`` with the reason when torch.compile is unavailable.
-    """
-    ok, why = compile_available()
-    if not ok:
-        raise RuntimeError(f"torch.compile is unavailable: {why}")
-    kwargs.setdefault("dynamic", False)
-    return torch.compile(model, **kwargs)
-
-
 # --- one model -----------------------------------------------------------------------------------
 
 def _loss_fn(out_dim: int) -> Callable[[Tensor, Tensor], Tensor]:
@@ -162,59 +128,6 @@ def _fork_rng(seed: int) -> Iterator[None]:
         yield
     finally:
         torch.random.set_rng_state(state)
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 (C++ log lines) for a moment; a no-op where it cannot."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, AttributeError, ValueError):
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def peak_memory_bytes(fn: Callable[[], Any]) -> int:
-    """Peak bytes held by PyTorch's CPU allocator while ``fn()`` runs, above the level at its start.
-
-    Replays ``torch.profiler`` memory events (``profile_memory=True``) in time order: each
-    operator's own allocations minus its own frees, and the frees that happen between operators
-    (tensors released by Python). Operator granularity: a temporary allocated and freed inside one
-    operator is not seen; nor are frees of memory allocated before the start (e.g. the previous
-    step's gradients released by ``zero_grad``), so the figure leans high by at most that much.
-    """
-    from torch.profiler import ProfilerActivity, profile
-
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-    with _quiet_stderr():  # the profiler's C++ side logs a line at start and stop
-        prof.start()
-    try:
-        with _quiet_stderr():  # and its warnings about frees of memory allocated before the start
-            fn()
-    finally:
-        with _quiet_stderr():
-            prof.stop()
-    events = [e for e in prof.events() if e.self_cpu_memory_usage]
-    events.sort(key=lambda e: e.time_range.start)
-    cur = peak = 0
-    for e in events:
-        cur += e.self_cpu_memory_usage
-        peak = max(peak, cur)
-    return int(peak)
-
-
-def _sync(device: torch.device) -> None:
-    """Wait for the device's queued kernels (CUDA launches are asynchronous); no-op on the CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -254,46 +167,6 @@ class _Runner:
         self.cpu[kind].append(c1 - c0)
 
 
-def _cuda_peak_bytes(fn: Callable[[], Any], device: torch.device) -> int:
-    """Peak CUDA-allocator bytes during ``fn()`` above what was allocated before it."""
-    _sync(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    fn()
-    _sync(device)
-    return int(torch.cuda.max_memory_allocated(device) - before)
-
-
-def count_flops(fn: Callable[[], Any]) -> int:
-    """Floating-point operations of the matrix products and convolutions ``fn()`` runs (forward and
-    backward), counted by ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add is 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def gemm_rate(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32,
-              device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Best GFLOP/s of a ``size``-cubed matrix product on this process's threads (or the GPU): the
-    practical peak of the BLAS here, against which :func:`bench_models`' FLOP counts give ceilings."""
-    dev = torch.device(device)
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=gen, dtype=dtype).to(dev)
-    b = torch.randn(size, size, generator=gen, dtype=dtype).to(dev)
-    torch.mm(a, b)  # warm-up: BLAS thread pool and packing buffers
-    best = math.inf
-    for _ in range(repeats):
-        _sync(dev)
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        _sync(dev)
-        best = min(best, time.perf_counter() - t0)
-    return {"gemm": f"{size}x{size}x{size} {str(dtype).replace('torch.', '')}", "gflops": 2 * size ** 3 / best / 1e9,
-            "threads": torch.get_num_threads(), "device": str(dev)}
-
-
 def bench_models(spec_name: str, cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Time every model of ``cfg.models`` on architecture ``spec_name``, interleaved (see module doc)."""
     from .models import build_model, count_parameters
@@ -330,7 +203,7 @@ def bench_models(spec_name: str, cfg: BenchConfig, log: Callable[[str], None] = 
             r.timed("forward")
     memory: dict[str, int | None] = {}
     for r in runners:
-        memory[r.name] = (peak_memory_bytes(r.train) if device.type == "cpu" else _cuda_peak_bytes(r.train, device)
+        memory[r.name] = (peak_memory_bytes(r.train) if device.type == "cpu" else cuda_peak_bytes(r.train, device)
                           ) if cfg.memory else None
     flops = {r.name: (count_flops(r.eager().train), count_flops(r.eager().forward)) for r in runners}
     out: dict[str, Any] = {"spec": spec.describe(), "out_dim": out_dim, "batch": cfg.batch, "models": {}}

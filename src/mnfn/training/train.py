@@ -33,11 +33,9 @@ Checkpoints hold tensors and plain containers only and load with ``torch.load(we
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -45,103 +43,18 @@ import torch
 from torch import Tensor, nn
 
 from .. import distributed as D
-from ..io import DataFormatError, atomic_open, load_torch, save_torch
+from ..io import load_torch, save_torch
 from ..jobs import apply_threads, output_lock, progress_bar, settings_diff  # noqa: F401  (apply_threads: re-exported)
 from .batches import ArrayData, as_data, default_forward, to_device
+from .checkpoints import (CHECKPOINT_BEST, CHECKPOINT_LAST, CHECKPOINT_VERSION, LAST_KEYS, LOG_FILE, FitResult, _check_keys,
+                          _jsonable, _load_state, _state_to_cpu, _write_log, load_best, read_log)
 from .metrics import HIGHER_IS_BETTER, METRICS, compute_metrics, is_better
+from .optim import LR_SCHEDULES, lr_factor, make_optimizer
 from .seeds import derive_seed, rng_state, seed_everything, set_rng_state
 
 __all__ = ["Trainer", "fit", "make_optimizer", "FitResult", "ArrayData", "as_data", "seed_everything", "derive_seed",
            "rng_state", "set_rng_state", "to_device", "load_best", "read_log", "add_train_arguments", "apply_threads",
            "CHECKPOINT_LAST", "CHECKPOINT_BEST", "LOG_FILE"]
-
-CHECKPOINT_LAST = "last.pt"
-CHECKPOINT_BEST = "best.pt"
-LOG_FILE = "log.csv"
-CHECKPOINT_VERSION = 1
-
-
-# --- results, logs ----------------------------------------------------------------------------
-
-@dataclass
-class FitResult:
-    """What :meth:`Trainer.fit` did. ``history``: one dict per finished epoch (``epoch``,
-    ``train_loss``, ``val_loss``, ``val_<metric>`` ..., ``seconds``)."""
-
-    select: str
-    best_epoch: int | None
-    best_value: float | None
-    best_metrics: dict[str, float]
-    history: list[dict[str, float]]
-    epochs_done: int
-    epochs: int
-    out_dir: Path | None = None
-
-    @property
-    def completed(self) -> bool:
-        return self.epochs_done >= self.epochs
-
-
-def read_log(path: str | Path) -> list[dict[str, float]]:
-    """Rows of a ``log.csv`` as dicts of floats."""
-    with open(path) as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def _write_log(path: Path, history: list[dict[str, float]]) -> None:
-    cols: list[str] = []
-    for h in history:
-        for k in h:
-            if k not in cols:
-                cols.append(k)
-    with atomic_open(path, "w") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        for h in history:
-            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in h.items()})
-
-
-#: Keys a checkpoint must hold for :meth:`Trainer._try_resume` (``last.pt``) and :func:`load_best` (``best.pt``).
-LAST_KEYS = ("epoch", "model", "optimizer", "rng", "best", "history", "config")
-BEST_KEYS = ("model",)
-
-
-def _check_keys(path: Path, ck: Any, keys: Sequence[str]) -> None:
-    if not isinstance(ck, dict):
-        raise DataFormatError(f"{path}: not a training checkpoint (holds a {type(ck).__name__}, expected a dict)")
-    missing = [k for k in keys if k not in ck]
-    if missing:
-        raise DataFormatError(f"{path}: not a complete training checkpoint: missing key(s) {', '.join(missing)}")
-
-
-def _load_state(path: Path, what: str, target: Any, state: Any) -> None:
-    """``target.load_state_dict(state)``, with a failure reported as a DataFormatError naming ``path``."""
-    try:
-        target.load_state_dict(state)
-    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise DataFormatError(f"{path}: cannot restore the {what} ({type(exc).__name__}: {exc})") from None
-
-
-def load_best(model: nn.Module, out_dir: str | Path, name: str = CHECKPOINT_BEST) -> dict[str, Any]:
-    """Load the best checkpoint's weights into ``model`` (explicitly, after training); returns its record."""
-    path = Path(out_dir) / name
-    ck = load_torch(path)
-    _check_keys(path, ck, BEST_KEYS)
-    _load_state(path, "model", _unwrap(model), ck["model"])
-    return ck
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _state_to_cpu(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu").clone() for k, v in sd.items()}
-
-
-def _jsonable(cfg: Any) -> str:
-    return json.dumps(cfg, sort_keys=True, default=str)
-
 
 # --- the trainer ------------------------------------------------------------------------------
 
@@ -161,46 +74,6 @@ def _match_grad_layouts(model: nn.Module) -> None:
             return out.copy_(g)
 
         p.register_hook(hook)
-
-
-#: Learning-rate schedules after warm-up: ``constant``, or ``cosine`` decay to 0 at the last step.
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def make_optimizer(parameters: Any, name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0
-                   ) -> torch.optim.Optimizer:
-    """The optimizer every mnfn training uses (``adam``, ``adamw``, or ``sgd`` with momentum 0.9)
-    over the parameters that require gradients. Adam/AdamW use the fused kernel where it runs (float
-    parameters on CPU or CUDA): the same update in one pass per tensor, 3x faster than the per-tensor
-    loop on CPU (~7 % of an HNP zoo train step)."""
-    params = [p for p in parameters if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    key = name.lower()
-    fused = {"fused": True} if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params) else {}
-    if key == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fused)
-    if key == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **fused)
-    if key == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be adam, adamw or sgd; got {name!r}")
-
-
-def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, schedule: str = "constant") -> float:
-    """Multiplier of the base learning rate at optimizer step ``step`` (0-based) of ``total_steps``:
-    linear warm-up ``(step + 1) / warmup_steps`` for the first ``warmup_steps`` steps (the paper's
-    INR runs warm up over 10k steps), then 1 (``constant``) or ``(1 + cos(pi t)) / 2`` with ``t`` the
-    fraction of the post-warm-up steps done (``cosine``)."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        span = max(1, total_steps - warmup_steps)
-        t = min(1.0, (step - warmup_steps) / span)
-        return 0.5 * (1.0 + math.cos(math.pi * t))
-    raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
 
 
 class Trainer:
