@@ -9,6 +9,14 @@ float32, interleaved (every repetition runs every model once, in turn), for 1 an
 Figures: medians per step in wall-clock and process-CPU milliseconds; ratios official / mnfn (> 1:
 mnfn is faster) per wall second and per CPU second.
 
+**Bounds** (``--bounds``, on by default; one thread): what ratio any faster mnfn could reach on this
+machine. Each side's matmul/conv FLOPs per step (``torch.utils.flop_counter``), and, from
+``torch.profiler`` over interleaved steps, each side's step time and the self time of its
+matrix-product operators (``mm``, ``bmm``, ``addmm``, ``baddbmm``, ``matmul``, ``conv``). Two
+bounds on official / mnfn: *GEMMs at their rate* = official step / mnfn's matrix-product time
+(everything but mnfn's own products free, the products as fast as they run now), and *GEMMs at the
+square rate* = official step / (mnfn FLOPs / the rate of a 2048^3 GEMM in this process).
+
 The official code (MIT licence) is not part of mnfn: fetch it yourself and point ``--official``
 at the checkout. It needs ``einops`` (``pip install einops``, or ``pip install -e .[bench]``).
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import time
@@ -30,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from mnfn.io import write_json
+from mnfn.measure import count_flops, gemm_rate
 from mnfn.models import build_model, count_parameters
 from mnfn.weightspace import WeightSpaceFeatures, zoo_cnn_spec
 from mnfn.training.optim import make_optimizer
@@ -82,6 +92,51 @@ def _step_fns(model, feats, y, sigmoid_out: bool, opt):
     return {"train": train, "forward": forward}
 
 
+#: operators counted as matrix products in the bounds (their own time, not their children's): the
+#: GEMM family and every convolution forward/backward kernel (the official layers mix channels with convs)
+MATMUL_OPS = re.compile(r"^aten::(mm|bmm|addmm|baddbmm|addbmm|matmul|linear|einsum|mv|dot)$|conv")
+
+
+def _profiled_ms(fns: dict, reps: int) -> dict:
+    """Per model: median over ``reps`` interleaved profiled steps of (step ms, matrix-product self ms)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    samples: dict = {k: ([], []) for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                fn()
+            ev = prof.key_averages()
+            total = sum(e.self_cpu_time_total for e in ev) / 1e3
+            mat = sum(e.self_cpu_time_total for e in ev if MATMUL_OPS.search(e.key)) / 1e3
+            samples[k][0].append(total)
+            samples[k][1].append(mat)
+    return {k: (statistics.median(a), statistics.median(b)) for k, (a, b) in samples.items()}
+
+
+def bounds(runs: dict, names: list, reps: int) -> list:
+    """The two bounds of the module docstring, for train step and forward, one thread."""
+    torch.set_num_threads(1)
+    rate = gemm_rate()["gflops"]
+    out = []
+    for what in ("train", "forward"):
+        fns = {k: v[what] for k, v in runs.items()}
+        for fn in fns.values():
+            fn()
+        flops = {k: count_flops(fn) for k, fn in fns.items()}
+        prof = _profiled_ms(fns, reps)
+        for n in names:
+            off_ms, _ = prof[(n, "official")]
+            ours_ms, ours_mat = prof[(n, "mnfn")]
+            out.append({"model": n, "what": what, "gflop_mnfn": flops[(n, "mnfn")] / 1e9,
+                        "gflop_official": flops[(n, "official")] / 1e9, "mnfn_ms": ours_ms, "official_ms": off_ms,
+                        "mnfn_matmul_ms": ours_mat, "official_matmul_ms": prof[(n, "official")][1],
+                        "gemm_gflops": rate, "ratio_now": off_ms / ours_ms,
+                        "bound_gemms_at_their_rate": off_ms / ours_mat,
+                        "bound_gemms_at_square_rate": off_ms / (1e3 * flops[(n, "mnfn")] / (rate * 1e9))})
+    return out
+
+
 def _time(fn) -> tuple[float, float]:
     w, c = time.perf_counter(), time.process_time()
     fn()
@@ -96,6 +151,8 @@ def main() -> None:
     p.add_argument("--threads", default="1,2", help="torch thread counts to measure (default 1,2)")
     p.add_argument("--models", default=",".join(PAIRS), help=f"which pairs (default {','.join(PAIRS)})")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    p.add_argument("--no-bounds", dest="bounds", action="store_false", help="skip the FLOP / matmul-time bounds")
+    p.add_argument("--bound-reps", type=int, default=10, help="profiled repetitions for the bounds (default 10)")
     args = p.parse_args()
     if not (args.official / "experiments" / "models.py").is_file():
         raise SystemExit(f"{args.official}: no experiments/models.py; give a checkout of the official Monomial-NFN code")
@@ -143,9 +200,21 @@ def main() -> None:
         print(f"{r['model']:<10}{r['what']:<9}{r['threads']:>4}{r['mnfn_ms']:>9.1f}{r['official_ms']:>9.1f}"
               f"{r['mnfn_cpu_ms']:>10.1f}{r['official_cpu_ms']:>10.1f}{r['ratio_wall']:>8.2f}{r['ratio_cpu']:>7.2f}")
     print("(x: official time / mnfn time; > 1 means mnfn is faster)")
+    bound_rows = bounds(runs, names, args.bound_reps) if args.bounds else []
+    if bound_rows:
+        print(f"\nbounds, 1 thread, profiled ({args.bound_reps} interleaved steps; 2048^3 GEMM "
+              f"{bound_rows[0]['gemm_gflops']:.1f} GFLOP/s)")
+        print(f"{'model':<10}{'step':<9}{'GFLOP mnfn':>11}{'off.':>7}{'mnfn ms':>9}{'matmul':>8}{'off. ms':>9}"
+              f"{'matmul':>8}{'x now':>7}{'x max@rate':>11}{'x max@sq':>9}")
+        for r in bound_rows:
+            print(f"{r['model']:<10}{r['what']:<9}{r['gflop_mnfn']:>11.3f}{r['gflop_official']:>7.3f}{r['mnfn_ms']:>9.1f}"
+                  f"{r['mnfn_matmul_ms']:>8.1f}{r['official_ms']:>9.1f}{r['official_matmul_ms']:>8.1f}"
+                  f"{r['ratio_now']:>7.2f}{r['bound_gemms_at_their_rate']:>11.2f}{r['bound_gemms_at_square_rate']:>9.2f}")
+        print("(x max@rate: official step / mnfn's matrix-product time, i.e. everything else free; "
+              "x max@sq: official step / (mnfn FLOPs at the 2048^3 GEMM rate))")
     if args.json:
         write_json(args.json, {"batch": args.batch, "reps": args.reps, "load_average": load, "params": params,
-                               "results": results, "torch": torch.__version__})
+                               "results": results, "bounds": bound_rows, "torch": torch.__version__})
         print(f"wrote {args.json}")
 
 
