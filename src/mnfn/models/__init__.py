@@ -9,7 +9,8 @@ file                          what it holds
                               embedding, the stack of equivariant layers, common claims
 ``nfn.py``                    ``monomial`` (Monomial-NFN), ``hnp``, ``np``, ``canon-hnp`` and the
                               editors ``monomial-editor``, ``hnp-editor``, ``np-editor``
-``baselines.py``              ``statnn`` (StatNN), ``canon-statnn`` (StatNN on canonical weights), ``mlp`` (flat MLP)
+``baselines.py``              ``statnn`` (StatNN), ``mlp`` (flat MLP)
+``canon_stats.py``            statistics of canonical weights: ``canon-statnn``, ``monomial-stat``
 ``inr.py``                    SIREN models: ``monomial-inr``, the paper's hybrids ``hybrid-inr`` /
                               ``hybrid-editor``, ``mlp-editor``, per-tensor input scaling
 ``probes.py``                 probe features (what a net computes at fixed inputs):

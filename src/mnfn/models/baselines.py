@@ -3,8 +3,6 @@
 * :class:`StatNN` (Unterthiner et al. 2020): 7 statistics of every weight and bias tensor
   (mean, variance, quantiles 0/25/50/75/100) per channel, concatenated, into an MLP. The
   statistics are invariant to permutations of hidden neurons, but not to scalings or sign flips.
-* :class:`CanonStatNN`: StatNN on each network's canonical representative
-  (:func:`mnfn.canonical.canonicalize`), so invariant to the whole monomial group.
 * :class:`FlatMLP`: an MLP on all entries, flattened. No symmetry at all. It outputs raw
   scalars / logits (the official code put a sigmoid before cross-entropy; we do not).
 * :func:`mlp_head`: the small MLP both use, shared with the equivariant models' heads.
@@ -17,12 +15,11 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..canonical import Canonicalize
-from ..weightspace import WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
-from .parts import check_dtype, check_features, full_group, hidden_perm, mlp_head, no_symmetry
+from ..weightspace import WeightSpaceFeatures, WeightSpaceSpec
+from .parts import check_dtype, check_features, hidden_perm, mlp_head, no_symmetry
 from .registry import ModelEntry, register_model
 
-__all__ = ["mlp_head", "check_dtype", "StatNN", "CanonStatNN", "FlatMLP", "tensor_statistics", "NUM_STATS", "QUANTILES"]
+__all__ = ["mlp_head", "check_dtype", "StatNN", "FlatMLP", "tensor_statistics", "weight_statistics", "NUM_STATS", "QUANTILES"]
 
 #: Quantile levels of the StatNN statistics (0 = min, 1 = max).
 QUANTILES: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -55,6 +52,16 @@ def tensor_statistics(t: Tensor) -> Tensor:
     return torch.cat([mean, var, _quantiles(x, QUANTILES)], dim=-1)
 
 
+def weight_statistics(features: WeightSpaceFeatures) -> Tensor:
+    """``(B, 2L * 7 * C)``: :func:`tensor_statistics` of every tensor, layer by layer, weight then
+    bias, channel-major (StatNN's features)."""
+    parts = []
+    for w, b in features:
+        parts.append(tensor_statistics(w).flatten(1))
+        parts.append(tensor_statistics(b).flatten(1))
+    return torch.cat(parts, dim=1)
+
+
 class StatNN(nn.Module):
     """Statistics of every tensor into an MLP (Unterthiner et al. 2020).
 
@@ -75,47 +82,10 @@ class StatNN(nn.Module):
     def statistics(self, features: WeightSpaceFeatures) -> Tensor:
         """``(B, 2L * 7 * C)``: the statistics, ordered layer by layer, weight then bias, channel-major."""
         check_features(features, self.spec, self.channels, "StatNN", self)
-        parts = []
-        for w, b in features:
-            parts.append(tensor_statistics(w).flatten(1))
-            parts.append(tensor_statistics(b).flatten(1))
-        return torch.cat(parts, dim=1)
+        return weight_statistics(features)
 
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
         return self.head(self.statistics(features))
-
-
-class CanonStatNN(nn.Module):
-    """StatNN on canonical weights: ``mlp_head(asinh(phi(canon(U))))``.
-
-    ``canon`` maps each network to one representative of its scale / sign orbit (every hidden ReLU
-    neuron's incoming weights and bias to unit norm, the factor moved onto its outgoing weights;
-    tanh/sin neurons to a fixed sign), so ``canon(g U)`` is ``canon(U)`` up to a permutation of hidden
-    neurons, which the per-tensor statistics ``phi`` do not see: exactly invariant to the whole
-    monomial group. Unlike Monomial-NFN it is not linear in the weights before pooling: the
-    statistics of the canonical last layer carry the products of scales along paths, i.e. the size of
-    the network's function, and those of the first layers the distribution of neuron directions.
-    Raw weights only (one channel).
-    """
-
-    def __init__(self, spec: WeightSpaceSpec, hidden: Sequence[int] = (1000, 1000), out_features: int = 1,
-                 dropout: float = 0.0, channels: int = 1) -> None:
-        super().__init__()
-        if int(channels) != 1:
-            raise WeightSpaceError(f"canon-statnn canonicalises raw weights (one channel), got {channels} channels")
-        self.spec = spec
-        self.canon = Canonicalize(spec)
-        self.stat = StatNN(spec, hidden=hidden, out_features=out_features, dropout=dropout, channels=1)
-
-    def statistics(self, features: WeightSpaceFeatures) -> Tensor:
-        """``asinh(phi(canon(U)))``: ``asinh`` (odd, monotone, ~identity below 1) compresses the
-        statistics of the canonical last layer, which carries the products of hidden scales (up to
-        1e3, variances 1e5, on the public-recipe CIFAR-10 zoo: an MLP on them raw does not train)."""
-        check_features(features, self.spec, 1, "CanonStatNN", self)
-        return torch.asinh(self.stat.statistics(self.canon(features)))
-
-    def forward(self, features: WeightSpaceFeatures) -> Tensor:
-        return self.stat.head(self.statistics(features))
 
 
 class FlatMLP(nn.Module):
@@ -139,11 +109,6 @@ def _statnn(spec: WeightSpaceSpec, in_channels: int = 1, hidden: Sequence[int] =
     return StatNN(spec, hidden=hidden, out_features=out_dim, dropout=dropout, channels=in_channels)
 
 
-def _canon_statnn(spec: WeightSpaceSpec, in_channels: int = 1, hidden: Sequence[int] = (1000, 1000), out_dim: int = 1,
-                  dropout: float = 0.0) -> nn.Module:
-    return CanonStatNN(spec, hidden=hidden, out_features=out_dim, dropout=dropout, channels=in_channels)
-
-
 def _flat_mlp(spec: WeightSpaceSpec, in_channels: int = 1, hidden: Sequence[int] = (1000, 1000), out_dim: int = 1,
               dropout: float = 0.0) -> nn.Module:
     return FlatMLP(spec, hidden=hidden, out_features=out_dim, dropout=dropout, channels=in_channels)
@@ -151,6 +116,4 @@ def _flat_mlp(spec: WeightSpaceSpec, in_channels: int = 1, hidden: Sequence[int]
 
 register_model(ModelEntry("statnn", _statnn, "StatNN (Unterthiner et al. 2020): 7 statistics per tensor -> MLP",
                           hidden_perm, _statnn))
-register_model(ModelEntry("canon-statnn", _canon_statnn,
-                          "canonicalise scale/sign orbits, then StatNN: monomial invariant", full_group, _canon_statnn))
 register_model(ModelEntry("mlp", _flat_mlp, "MLP on the flattened weights (no symmetry)", no_symmetry, _flat_mlp))
