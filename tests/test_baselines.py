@@ -111,4 +111,3 @@ def test_mlp_head_and_paper_param_count() -> None:
         mlp_head(0, [4], 1)
     with pytest.raises(ValueError):
         mlp_head(3, [4], 1, dropout=1.0)
-
