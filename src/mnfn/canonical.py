@@ -20,14 +20,14 @@ invariant to permuting the entries of ``v_j``, so ``canon(P U) = P canon(U)`` fo
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
 
-__all__ = ["canonicalize", "Canonicalize", "sign_statistic"]
+__all__ = ["canonicalize", "Canonicalize", "sign_statistic", "apply_neuron_factors"]
 
 
 def _incoming(w: Tensor, b: Tensor) -> Tensor:
@@ -92,13 +92,20 @@ def _check_symmetries(spec: WeightSpaceSpec, symmetries: Sequence[str] | None) -
     return syms
 
 
-def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None = None) -> WeightSpaceFeatures:
+def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None = None,
+                 return_factors: bool = False) -> Any:
     """Map every network of a batch to the canonical representative of its scale / sign orbit.
 
     ``features`` must have one channel (canonicalisation is defined on raw weights).
     ``symmetries`` overrides ``features.spec.neuron_symmetries()`` (one entry per neuron layer
     ``0..L``; the input and output entries are ignored since those neurons are fixed).
     Differentiable almost everywhere; returns new features, the input is not modified.
+
+    ``return_factors=True`` also returns the diagonal group element ``D`` with ``canon(U) = D U``:
+    one ``(B, n_i)`` tensor per hidden layer ``i = 1..L-1`` (``None`` where nothing was done), the
+    factor ``d_j`` multiplying neuron ``j``'s incoming row and dividing its outgoing column
+    (:func:`apply_neuron_factors`). An editor that works on ``canon(U)`` maps its change back with
+    ``D^{-1}``.
     """
     spec = features.spec
     if features.channels != 1:
@@ -108,6 +115,7 @@ def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None
     syms = _check_symmetries(spec, symmetries)
     ws, bs = list(features.weights), list(features.biases)
     L = spec.num_layers
+    factors: list[Tensor | None] = [None] * (L - 1)
     for i in range(1, L):  # hidden neuron layer i: rows of ws[i-1], bs[i-1]; columns of ws[i]
         sym = syms[i]
         if sym not in (Symmetry.SCALE, Symmetry.SIGN):
@@ -137,13 +145,41 @@ def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None
             w = w / _rows(m, w) / _rows(r, w)
             b = b / _rows(m, b) / _rows(r, b)
             w_next = w_next * _cols(m, w_next) * _cols(r, w_next)
+            factors[i - 1] = 1.0 / m / r
         else:
             s = torch.where(sign_statistic(v) < 0, -1.0, 1.0).to(w.dtype)  # (B, n); all-zero rows: +1
             w = w * _rows(s, w)
             b = b * _rows(s, b)
             w_next = w_next * _cols(s, w_next)
+            factors[i - 1] = s
         ws[i - 1], bs[i - 1], ws[i] = w, b, w_next
-    return WeightSpaceFeatures(tuple(ws), tuple(bs), spec)
+    out = WeightSpaceFeatures(tuple(ws), tuple(bs), spec)
+    return (out, tuple(factors)) if return_factors else out
+
+
+def apply_neuron_factors(features: WeightSpaceFeatures, factors: Sequence[Tensor | None],
+                         inverse: bool = False) -> WeightSpaceFeatures:
+    """``D U`` (or ``D^{-1} U``) for a diagonal element given as one ``(B, n_i)`` factor per hidden
+    layer (``None``: identity), as returned by ``canonicalize(..., return_factors=True)``.
+
+    Row ``j`` of ``W(i)``, ``b(i)`` is multiplied by ``d_j`` and column ``j`` of ``W(i+1)`` divided
+    by it, in every channel: the action of the group on weights, which is linear, so it maps weight
+    *changes* the same way.
+    """
+    L = features.spec.num_layers
+    if len(factors) != L - 1:
+        raise WeightSpaceError(f"need {L - 1} hidden-layer factors, got {len(factors)}")
+    ws, bs = list(features.weights), list(features.biases)
+    for i, d in enumerate(factors, start=1):
+        if d is None:
+            continue
+        d = d.to(ws[i - 1].dtype)
+        if inverse:
+            d = 1.0 / d
+        ws[i - 1] = ws[i - 1] * _rows(d, ws[i - 1])
+        bs[i - 1] = bs[i - 1] * _rows(d, bs[i - 1])
+        ws[i] = ws[i] / _cols(d, ws[i])
+    return WeightSpaceFeatures(tuple(ws), tuple(bs), features.spec)
 
 
 class Canonicalize(nn.Module):

@@ -8,6 +8,8 @@ canonicalise-then-HNP.
 * :class:`EquivariantEditor` — equivariant layers only; returns a weight-space change of the
   input's shape, times a learned scale that starts small.
 * :class:`CanonHNP` — canonicalise each net's scale/sign orbit, then HNP.
+* :class:`CanonEditor` — canonicalise, edit with an NP/HNP editor, map the change back: an editor
+  equivariant to the whole monomial group that sees the wiring like NP does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..canonical import Canonicalize
+from ..canonical import Canonicalize, _check_symmetries, apply_neuron_factors, canonicalize
 from ..layers.equivariant import fold, unfold
 from ..layers.fourier import FourierFeatures
 from ..layers.pooling import InvariantPool
@@ -28,7 +30,7 @@ from .parts import (EquivariantStack, IOEmbedding, check_features, full_group, h
                     needs_io_embedding)
 from .registry import ModelEntry, register_model
 
-__all__ = ["InvariantNFN", "EquivariantEditor", "MonomialNFN", "CanonHNP"]
+__all__ = ["InvariantNFN", "EquivariantEditor", "MonomialNFN", "CanonHNP", "CanonEditor"]
 
 
 class InvariantNFN(nn.Module):
@@ -124,6 +126,36 @@ class CanonHNP(nn.Module):
         return self.hnp(self.canon(features))
 
 
+class CanonEditor(nn.Module):
+    """``Delta(U) = D_U^{-1} E(D_U U)``: canonicalise (``canon(U) = D_U U``, :mod:`mnfn.canonical`),
+    edit with a permutation-equivariant editor ``E`` (NP by default), map the change back.
+
+    Exactly equivariant to the whole group: for ``g = P D``, ``canon(gU) = P canon(U)`` so
+    ``D_{gU} g = P D_U`` on ``U``, and ``Delta(gU) = g D_U^{-1} P^{-1} E(P D_U U) = g Delta(U)``
+    because ``E`` commutes with ``P``. Unlike the monomial editor's linear layers (which, for sign
+    flips, cannot sum a row or a column of a hidden weight), ``E`` sees which neurons a weight connects.
+    """
+
+    def __init__(self, spec: WeightSpaceSpec, inner: str = "np", in_channels: int = 1,
+                 hidden: Sequence[int] = (16, 16, 16), activation: str = "auto", out_scale: float = 1e-3,
+                 io_embedding: bool | None = None) -> None:
+        super().__init__()
+        if inner not in ("np", "hnp"):
+            raise WeightSpaceError(f"canon editor: inner must be 'np' or 'hnp', got {inner!r}")
+        if in_channels != 1:
+            raise WeightSpaceError(f"canon editor works on raw weights (in_channels=1), got {in_channels}")
+        self.spec = spec
+        self.in_channels = in_channels
+        self.symmetries = _check_symmetries(spec, None)
+        self.editor = EquivariantEditor(spec, symmetries=inner, in_channels=in_channels, hidden=hidden,
+                                        activation=activation, out_scale=out_scale, io_embedding=io_embedding)
+
+    def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        check_features(features, self.spec, self.in_channels, type(self).__name__, self)
+        canon, factors = canonicalize(features, self.symmetries, return_factors=True)
+        return apply_neuron_factors(self.editor(canon), factors, inverse=True)
+
+
 # --- registry ----------------------------------------------------------------------------------
 
 # NFN's published HNP/NP models use an MLP head of two 1000-wide layers (Zhou et al. 2023);
@@ -155,6 +187,9 @@ for _entry in [
                hidden_perm, EquivariantEditor.__init__, kind="equivariant"),
     ModelEntry("np-editor", _editor("np"), "NP editor with IO position embeddings", hidden_perm,
                EquivariantEditor.__init__, kind="equivariant"),
+    ModelEntry("canon-np-editor", CanonEditor,
+               "canonicalise scale/sign orbits, NP editor, map the change back: monomial equivariant",
+               full_group, CanonEditor.__init__, kind="equivariant"),
 ]:
     register_model(_entry)
 del _entry
