@@ -231,12 +231,13 @@ def add_feature_norm(model: nn.Module) -> nn.Module:
     the same features are informative (a logistic regression on them beats StatNN). The norm acts
     on the invariant vector, so it keeps every symmetry of the model. Returns ``model`` (changed in place).
     """
-    head = getattr(model, "head", None)
+    owner = getattr(model, "head_owner", model)  # a wrapper (e.g. canon-np) names the module with the head
+    head = getattr(owner, "head", None)
     if not isinstance(head, nn.Sequential) or not isinstance(head[0], nn.Linear):
         raise WeightSpaceError(f"{type(model).__name__} has no MLP head (model.head) to normalise the input of")
     if isinstance(head[0], nn.BatchNorm1d):
         return model
-    model.head = nn.Sequential(HeadNorm(head[0].in_features), *head)
+    owner.head = nn.Sequential(HeadNorm(head[0].in_features), *head)
     return model
 
 

@@ -112,14 +112,23 @@ class EquivariantEditor(nn.Module):
 
 
 class CanonHNP(nn.Module):
-    """Canonicalise each network's scale/sign orbit, then an HNP model: invariant to the whole
-    monomial group (canonicalisation removes scales and signs, HNP handles permutations)."""
+    """Canonicalise each network's scale/sign orbit, then an HNP (or NP) model: invariant to the
+    whole monomial group (canonicalisation removes scales and signs, HNP handles permutations).
+    The permutation model may use Fourier features (``fourier=m``): they would break the sign
+    symmetry of raw weights, but canonical weights have no signs left to flip."""
 
-    def __init__(self, spec: WeightSpaceSpec, **config: Any) -> None:
+    def __init__(self, spec: WeightSpaceSpec, inner: str = "hnp", **config: Any) -> None:
         super().__init__()
+        if inner not in ("np", "hnp"):
+            raise WeightSpaceError(f"canon model: inner must be 'np' or 'hnp', got {inner!r}")
         self.spec = spec
         self.canon = Canonicalize(spec)
-        self.hnp = InvariantNFN(spec, symmetries="hnp", **config)
+        self.hnp = InvariantNFN(spec, symmetries=inner, **config)
+
+    @property
+    def head_owner(self) -> nn.Module:
+        """The module whose ``head`` is the MLP head (for :func:`mnfn.models.inr.add_feature_norm`)."""
+        return self.hnp
 
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
         check_features(features, self.spec, self.hnp.in_channels, type(self).__name__, self)
@@ -179,6 +188,9 @@ for _entry in [
     ModelEntry("np", _nfn("np"), "NP (Zhou et al. 2023): permutation layers + IO position embeddings",
                hidden_perm, InvariantNFN.__init__, defaults=_NFN_HEAD),
     ModelEntry("canon-hnp", CanonHNP, "canonicalise scale/sign orbits, then HNP: monomial invariant",
+               full_group, InvariantNFN.__init__, defaults=_NFN_HEAD),
+    ModelEntry("canon-np", lambda spec, **config: CanonHNP(spec, inner="np", **config),
+               "canonicalise scale/sign orbits, then NP (Fourier features allowed): monomial invariant",
                full_group, InvariantNFN.__init__, defaults=_NFN_HEAD),
     ModelEntry("monomial-editor", _editor("monomial"),
                "Monomial-NFN editor: weight change equivariant to permutations x scalings/sign flips",

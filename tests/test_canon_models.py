@@ -1,4 +1,5 @@
-"""The canonicalise-edit-map-back editor (``canon-np-editor``) and the factors it relies on:
+"""The canonicalising models: the canonicalise-edit-map-back editor (``canon-np-editor``), the factors
+it relies on, and ``canon-np`` with Fourier features:
 ``canon(U) = D_U U`` exactly, and ``Delta(gU) = g Delta(U)`` for the whole monomial group
 (float64, log-uniform scales in [1e-2, 1e2], random signs), MLPs L = 2 and deeper, zoo CNNs, SIRENs."""
 
@@ -105,3 +106,27 @@ def test_canon_editor_arguments():
         build_model("canon-np-editor", SPECS["siren-L3"], in_channels=2)
     with pytest.raises(WeightSpaceError, match="factors"):
         apply_neuron_factors(_features(SPECS["siren-L3"]), [None])
+
+
+@pytest.mark.parametrize("name", ["siren-L3", "tanh-mlp-L3", "relu-mlp-L4"])
+def test_canon_np_with_fourier_features_is_invariant(name):
+    """Fourier features of raw weights break sign symmetry; of canonical weights they do not."""
+    from mnfn.models.inr import add_feature_norm
+    spec = SPECS[name]
+    torch.manual_seed(0)
+    model = add_feature_norm(build_model("canon-np", spec, hidden=[6, 6], head=[8], fourier=4, out_dim=3)).double().eval()
+    U = _features(spec, batch=4, seed=5)
+    with torch.no_grad():
+        base = model(U)
+        for trial in range(3):
+            g = sample_element(spec, 4, generator=20 + trial, scale=SCALES)
+            out = model(g.act(U))
+            assert ((out - base).norm() / base.norm()).item() < 1e-9, (name, trial)
+        ws = list(U.weights)
+        ws[0] = ws[0].clone()
+        ws[0][:, :, 0] *= -1.0 if "relu" not in name else 5.0  # no compensating column: not a symmetry
+        moved = model(WeightSpaceFeatures(tuple(ws), U.biases, spec))
+        assert ((moved - base).norm() / base.norm()).item() > 1e-4
+    with pytest.raises(WeightSpaceError, match="inner"):
+        from mnfn.models.nfn import CanonHNP
+        CanonHNP(spec, inner="mlp")
