@@ -130,3 +130,22 @@ def test_canon_np_with_fourier_features_is_invariant(name):
     with pytest.raises(WeightSpaceError, match="inner"):
         from mnfn.models.nfn import CanonHNP
         CanonHNP(spec, inner="mlp")
+
+
+@pytest.mark.parametrize("name", ["siren-L3", "relu-zoo-cnn"])
+def test_editors_with_fourier_features(name):
+    """NFN's Fourier encoding in an editor: exact for the canonicalising editor under the whole group,
+    for the NP editor under permutations, and refused by the monomial editor (it would break signs)."""
+    spec = SPECS[name]
+    torch.manual_seed(0)
+    canon = build_model("canon-np-editor", spec, fourier=3, fourier_scale=0.5, **CFG).double().eval()
+    np_ed = build_model("np-editor", spec, fourier=3, fourier_scale=0.5, **CFG).double().eval()
+    U = _features(spec, batch=3, seed=6)
+    g = sample_element(spec, 3, generator=30, scale=SCALES)
+    perm_only = MonomialElement(g.perms, tuple(torch.ones_like(d) for d in g.scales), spec)
+    with torch.no_grad():
+        assert _rel(canon(g.act(U)), g.act(canon(U))) < 1e-9
+        assert _rel(np_ed(perm_only.act(U)), perm_only.act(np_ed(U))) < 1e-9
+        assert _rel(np_ed(g.act(U)), g.act(np_ed(U))) > 1e-3  # Fourier features see the signs / scales
+    with pytest.raises(WeightSpaceError, match="fourier"):
+        build_model("monomial-editor", spec, fourier=3)

@@ -33,6 +33,19 @@ from .registry import ModelEntry, register_model
 __all__ = ["InvariantNFN", "EquivariantEditor", "MonomialNFN", "CanonHNP", "CanonEditor"]
 
 
+def _fourier_front(spec: WeightSpaceSpec, symmetries: Sequence[str], in_channels: int, fourier: int,
+                   fourier_scale: float) -> FourierFeatures | None:
+    """NFN's Gaussian Fourier input encoding (``fourier = m`` maps), or ``None`` for ``m = 0``."""
+    if not fourier:
+        return None
+    # sin/cos of each entry are neither odd nor homogeneous: only a permutation model may use them
+    if any(s in (Symmetry.SCALE, Symmetry.SIGN) for s in symmetries):
+        raise WeightSpaceError("fourier features break scale and sign symmetries; use them with hnp/np, on "
+                               "canonical weights (canon-np, canon-np-editor), or after a sign-invariant map "
+                               "(hybrid-inr)")
+    return FourierFeatures(spec, in_channels, int(fourier), fourier_scale)
+
+
 class InvariantNFN(nn.Module):
     """Equivariant layers -> invariant pooling -> MLP head: ``(B, out_dim)`` scores or logits.
 
@@ -53,15 +66,8 @@ class InvariantNFN(nn.Module):
         self.symmetries = resolve_symmetries(spec, symmetries)
         if io_embedding is None:
             io_embedding = needs_io_embedding(self.symmetries)
-        self.fourier = None
-        c_in = in_channels
-        if fourier:
-            # sin/cos of each entry are neither odd nor homogeneous: only a permutation model may use them
-            if any(s in (Symmetry.SCALE, Symmetry.SIGN) for s in self.symmetries):
-                raise WeightSpaceError("fourier features break scale and sign symmetries; use them with hnp/np "
-                                       "(or hybrid-inr, which applies them after a sign-invariant map)")
-            self.fourier = FourierFeatures(spec, in_channels, int(fourier), fourier_scale)
-            c_in = self.fourier.out_channels
+        self.fourier = _fourier_front(spec, self.symmetries, in_channels, fourier, fourier_scale)
+        c_in = self.fourier.out_channels if self.fourier is not None else in_channels
         self.io_embedding = IOEmbedding(spec, c_in) if io_embedding else None
         chans = [c_in, *hidden]
         self.stack = EquivariantStack(spec, chans, self.symmetries, activation, final_activation=False)
@@ -90,21 +96,25 @@ class EquivariantEditor(nn.Module):
 
     def __init__(self, spec: WeightSpaceSpec, symmetries: str | Sequence[str] = "monomial", in_channels: int = 1,
                  hidden: Sequence[int] = (16, 16, 16), activation: str = "auto", out_scale: float = 1e-3,
-                 io_embedding: bool | None = None) -> None:
+                 io_embedding: bool | None = None, fourier: int = 0, fourier_scale: float = 3.0) -> None:
         super().__init__()
         self.spec = spec
         self.in_channels = in_channels
         self.symmetries = resolve_symmetries(spec, symmetries)
         if io_embedding is None:
             io_embedding = needs_io_embedding(self.symmetries)
-        self.io_embedding = IOEmbedding(spec, in_channels) if io_embedding else None
-        self.stack = EquivariantStack(spec, [in_channels, *hidden, 1], self.symmetries, activation,
+        self.fourier = _fourier_front(spec, self.symmetries, in_channels, fourier, fourier_scale)
+        c_in = self.fourier.out_channels if self.fourier is not None else in_channels
+        self.io_embedding = IOEmbedding(spec, c_in) if io_embedding else None
+        self.stack = EquivariantStack(spec, [c_in, *hidden, 1], self.symmetries, activation,
                                        final_activation=False)
         self.out_scale = nn.Parameter(torch.tensor(float(out_scale)))
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
         check_features(features, self.spec, self.in_channels, type(self).__name__, self)
         xs = fold(features)
+        if self.fourier is not None:
+            xs = self.fourier.forward_folded(xs)
         if self.io_embedding is not None:
             xs = self.io_embedding.forward_folded(xs)
         out = self.stack.forward_folded(xs)
@@ -147,7 +157,7 @@ class CanonEditor(nn.Module):
 
     def __init__(self, spec: WeightSpaceSpec, inner: str = "np", in_channels: int = 1,
                  hidden: Sequence[int] = (16, 16, 16), activation: str = "auto", out_scale: float = 1e-3,
-                 io_embedding: bool | None = None) -> None:
+                 io_embedding: bool | None = None, fourier: int = 0, fourier_scale: float = 3.0) -> None:
         super().__init__()
         if inner not in ("np", "hnp"):
             raise WeightSpaceError(f"canon editor: inner must be 'np' or 'hnp', got {inner!r}")
@@ -157,7 +167,8 @@ class CanonEditor(nn.Module):
         self.in_channels = in_channels
         self.symmetries = _check_symmetries(spec, None)
         self.editor = EquivariantEditor(spec, symmetries=inner, in_channels=in_channels, hidden=hidden,
-                                        activation=activation, out_scale=out_scale, io_embedding=io_embedding)
+                                        activation=activation, out_scale=out_scale, io_embedding=io_embedding,
+                                        fourier=fourier, fourier_scale=fourier_scale)
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
         check_features(features, self.spec, self.in_channels, type(self).__name__, self)
