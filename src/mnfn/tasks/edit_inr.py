@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.images.clahe import contrast_opencv
 from ..data.inr import images_to_targets, make_coords
 from ..models.inr import INR_EDITORS, tensor_rms
 from ..io import atomic_path, load_npz, save_npz, write_json
@@ -94,9 +95,16 @@ def dilate(images: np.ndarray, size: int = 3) -> np.ndarray:
     return grey_dilation(x, size=(1, 1, int(size), int(size))).astype(np.float32)
 
 
-def contrast(images: np.ndarray, kernel_size: int | None = 11, clip_limit: float = 0.02) -> np.ndarray:
-    """CLAHE on the lightness of RGB ``(N, 3, H, W)`` images in ``[0, 1]``: ``rgb2lab``,
-    ``equalize_adapthist`` on ``L / 100``, ``lab2rgb``, clipped to ``[0, 1]``."""
+def contrast(images: np.ndarray, kernel_size: int | None = 11, clip_limit: float = 0.02, method: str = "skimage",
+             tiles: int = 3, swap_rb: bool = True) -> np.ndarray:
+    """CLAHE on the lightness of RGB ``(N, 3, H, W)`` images in ``[0, 1]``.
+
+    ``method="skimage"``: ``rgb2lab``, ``equalize_adapthist(L / 100, kernel_size, clip_limit)``,
+    ``lab2rgb``, clipped to ``[0, 1]`` (this release's earlier edit). ``method="opencv"``: NFN's edit,
+    OpenCV's CLAHE with ``clipLimit=clip_limit`` on a ``tiles x tiles`` grid in 8-bit Lab, with NFN's
+    red/blue swap when ``swap_rb`` (:func:`mnfn.data.images.clahe.contrast_opencv`); a much milder
+    edit at NFN's ``clip_limit=1.0``.
+    """
     from skimage.color import lab2rgb, rgb2lab
     from skimage.exposure import equalize_adapthist
 
@@ -104,6 +112,10 @@ def contrast(images: np.ndarray, kernel_size: int | None = 11, clip_limit: float
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"the contrast edit works on RGB images (N, 3, H, W); got shape {x.shape} "
                          "(use a CIFAR-10 INR set)")
+    if method == "opencv":
+        return contrast_opencv(x, clip_limit=clip_limit, tiles=tiles, swap_rb=swap_rb)
+    if method != "skimage":
+        raise ValueError(f"contrast: method must be 'skimage' or 'opencv', got {method!r}")
     out = np.empty_like(x)
     with warnings.catch_warnings():
         # lab2rgb warns when a raised lightness leaves the sRGB gamut; the result is clipped below.
