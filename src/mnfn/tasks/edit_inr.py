@@ -76,9 +76,10 @@ DEFAULTS: dict[str, Any] = {
     "samples": 8,  # test SIRENs rendered into samples.npz (and the experiment's samples.png)
     "edits": {
         "dilate": {"size": 3},
-        # skimage's kernel_size ~ a tile of a 3x3 grid on 32x32 images (the paper used OpenCV's CLAHE
-        # with tileGridSize (3, 3)); clip_limit is skimage's normalised clip limit.
-        "contrast": {"kernel_size": 11, "clip_limit": 0.02},
+        # method skimage: kernel_size ~ a tile of a 3x3 grid on 32x32 images, clip_limit is skimage's
+        # normalised limit (this release's first edit). method opencv: NFN's edit (OpenCV's clipLimit,
+        # tiles x tiles grid, its red/blue swap); configs/edit_inr.yaml selects it.
+        "contrast": {"kernel_size": 11, "clip_limit": 0.02, "method": "skimage", "tiles": 3, "swap_rb": True},
     },
     "models": copy.deepcopy(MODEL_DEFAULTS),
     "experiment": {"models": list(INR_EDITORS), "seeds": [0, 1, 2]},
