@@ -118,3 +118,18 @@ def test_experiment_grid_png_and_table(digit_inrs, tiny_config, tmp_path):
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     png = out / f"samples-{digit_inrs.name}.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_changing_one_edit_keeps_the_other_edits_runs(digit_inrs, tiny_config, tmp_path, capsys):
+    """A cell's digest covers its own edit's settings only: new contrast settings reuse a finished
+    dilate run, new dilate settings retrain it."""
+    out = tmp_path / "exp"
+    base = ["experiment", "edit-inr", "--inrs", str(digit_inrs), "--edit", "dilate", "--models", "monomial-editor",
+            "--seeds", "0", "--config", str(tiny_config), "--out", str(out)]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main(base + ["--set", "edits.contrast.clip_limit=0.5", "--set", "edits.contrast.method=opencv"]) == 0
+    assert capsys.readouterr().out.count("done before") == 1
+    assert main(base + ["--set", "edits.dilate.size=5", "--report-only"]) != 0  # nothing finished to report
+    out_text = capsys.readouterr()
+    assert "monomial-editor seed 0: not finished" in out_text.out and "done before" not in out_text.out

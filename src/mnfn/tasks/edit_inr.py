@@ -326,9 +326,27 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
                    help="image data folder (default $MNFN_DATA, else ~/.cache/mnfn/data)")
 
 
+#: The contrast edit's settings before it gained ``method`` (cells made then hashed every edit's settings).
+_LEGACY_CONTRAST = {"kernel_size": 11, "clip_limit": 0.02}
+
+
+def _edit_views(cfg: Mapping[str, Any], edit: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(cfg with only this edit's settings, [the config as older digest rules saw it])``: a run
+    depends on its own edit only, so changing the contrast settings must not retrain dilate runs.
+    Older cells hashed every edit's settings: today's, or those before ``method`` existed."""
+    own = {**cfg, "edits": {edit: cfg["edits"].get(edit, {})}}
+    contrast = dict(cfg["edits"].get("contrast", {}))
+    same_as_legacy = (contrast.get("method", "skimage") == "skimage"
+                      and all(contrast.get(k) == v for k, v in _LEGACY_CONTRAST.items()))
+    older = [dict(cfg)]
+    if edit != "contrast" or same_as_legacy:
+        older.append({**cfg, "edits": {**cfg["edits"], "contrast": dict(_LEGACY_CONTRAST)}})
+    return own, older
+
+
 def run_experiment(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
-    cfg = _load_cfg(args)
+    cfg, legacy = _edit_views(_load_cfg(args), args.edit)
     plan = plan_grid(args, cfg, Path("runs") / "experiments" / f"{TASK}-{args.edit}")
     out, models, seeds = plan.out, plan.models, plan.seeds
 
@@ -342,10 +360,11 @@ def run_experiment(args: argparse.Namespace) -> int:
 
     if sizes:
         runs = run_learning_curve(out, args.inrs, models, seeds, sizes, cfg, make_run_one,
-                                  digest_extra={"edit": args.edit}, report_only=args.report_only)
+                                  digest_extra={"edit": args.edit}, report_only=args.report_only,
+                                  also_accept=legacy)
     else:
         runs = run_grid(out, args.inrs, models, seeds, make_run_one(cfg), cfg, {"edit": args.edit},
-                        report_only=args.report_only)
+                        report_only=args.report_only, also_accept=legacy)
     if not runs:
         raise ValueError(f"{out}: no finished runs of this grid yet")
     refresh_claims(runs)

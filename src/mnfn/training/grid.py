@@ -126,14 +126,19 @@ def run_cells(cells: Sequence[Cell], run_one: Callable[[Cell], dict[str, Any]], 
 def run_grid(out: str | Path, sets: Sequence[str | Path], models: Sequence[str], seeds: Sequence[int],
              run_one: Callable[[str | Path, str, int, Path], dict[str, Any]], cfg: Mapping[str, Any],
              digest_extra: Mapping[str, Any] | None = None,
-             log: Callable[[str], None] = print, report_only: bool = False) -> list[dict[str, Any]]:
+             log: Callable[[str], None] = print, report_only: bool = False,
+             also_accept: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
     """Run ``run_one(inrs, model, seed, run_dir)`` for every combination (:func:`run_cells`); a
     cell's digest is :func:`model_digest` of ``cfg`` (+ ``digest_extra``).
-    ``report_only``: train nothing, return the finished runs only (a grid still in progress)."""
+    ``report_only``: train nothing, return the finished runs only (a grid still in progress).
+    ``also_accept``: configs that an older digest rule wrote for the same runs (their model digests
+    are accepted too, so a task that narrows what its digest covers keeps its finished cells)."""
     out = Path(out)
     legacy = (whole_config_digest(cfg, digest_extra),)
     cells = [Cell(f"{Path(inrs).name} {name} seed {seed}", out / Path(inrs).name / name / f"seed{seed}",
-                  model_digest(cfg, name, digest_extra), (inrs, name, seed), legacy)
+                  model_digest(cfg, name, digest_extra), (inrs, name, seed),
+                  legacy + tuple(d for a in also_accept
+                                 for d in (model_digest(a, name, digest_extra), whole_config_digest(a, digest_extra))))
              for inrs in sets for name in models for seed in seeds]
 
     def one(cell: Cell) -> dict[str, Any]:
@@ -313,7 +318,7 @@ def run_learning_curve(out: str | Path, sets: Sequence[str | Path], models: Sequ
                        make_run_one: Callable[[Mapping[str, Any]], Callable[[str | Path, str, int, Path],
                                                                            dict[str, Any]]],
                        digest_extra: Mapping[str, Any] | None = None, log: Callable[[str], None] = print,
-                       report_only: bool = False) -> list[dict[str, Any]]:
+                       report_only: bool = False, also_accept: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
     """:func:`run_grid` once per training-set size ``n`` (config ``max_train = n``, folder ``out/n<n>``);
     ``make_run_one(cfg_n)`` returns the grid's ``run_one`` for that config. Finished runs are
     reused by the same digest rule, so a curve can be extended by adding sizes."""
@@ -322,7 +327,8 @@ def run_learning_curve(out: str | Path, sets: Sequence[str | Path], models: Sequ
         cfg_n = {**cfg, "max_train": int(n)}
         log(f"-- training-set size {n}")
         for r in run_grid(Path(out) / f"n{n}", sets, models, seeds, make_run_one(cfg_n), cfg_n, digest_extra,
-                          log=log, report_only=report_only):
+                          log=log, report_only=report_only,
+                          also_accept=[{**a, "max_train": int(n)} for a in also_accept]):
             r["train_size"] = int(n)
             runs.append(r)
     return runs
