@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..canonical import Canonicalize, _check_symmetries, apply_neuron_factors, canonicalize
+from ..canonical import Canonicalize, apply_neuron_factors, canonicalize
 from ..layers.equivariant import fold, unfold
 from ..layers.fourier import FourierFeatures
 from ..layers.pooling import InvariantPool
@@ -165,14 +165,14 @@ class CanonEditor(nn.Module):
             raise WeightSpaceError(f"canon editor works on raw weights (in_channels=1), got {in_channels}")
         self.spec = spec
         self.in_channels = in_channels
-        self.symmetries = _check_symmetries(spec, None)
+        self.canon = Canonicalize(spec)  # parameter-free: resolves and checks the symmetries once
         self.editor = EquivariantEditor(spec, symmetries=inner, in_channels=in_channels, hidden=hidden,
                                         activation=activation, out_scale=out_scale, io_embedding=io_embedding,
                                         fourier=fourier, fourier_scale=fourier_scale)
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
         check_features(features, self.spec, self.in_channels, type(self).__name__, self)
-        canon, factors = canonicalize(features, self.symmetries, return_factors=True)
+        canon, factors = canonicalize(features, self.canon.symmetries, return_factors=True)
         return apply_neuron_factors(self.editor(canon), factors, inverse=True)
 
 
