@@ -189,6 +189,9 @@ def test_learning_curve_cli(tmp_path, capsys):
     assert res["train_sizes"] == [8, 16]
     assert sorted({r["n_train"] for r in res["summary"]}) == [8, 16] and all(r["n"] == 2 for r in res["summary"])
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG" and (out / "n8" / root.name).is_dir()
+    # the forecast: one line per model through its two sizes
+    assert "per decade" in text and [f["model"] for f in res["forecast"]] == ["mlp"]
+    assert res["forecast"][0]["sizes"] == [8, 16]
     # rerun: every run is read back, nothing trains
     assert main(args) == 0
     assert capsys.readouterr().out.count("done before") == 4

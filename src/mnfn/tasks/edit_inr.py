@@ -48,6 +48,13 @@ from ..training.train import ArrayData, Trainer, add_train_arguments, derive_see
 __all__ = ["EDITS", "DEFAULTS", "MODEL_DEFAULTS", "dilate", "contrast", "apply_edit", "render_flat",
            "train_editor", "save_sample_grid"]
 
+#: Test MSE reported in NFN's edit protocol (``../shared/docs/monomial-nfn.md`` section 7), drawn on the
+#: learning-curve figure and forecast against.
+PAPER_MSE: dict[str, dict[str, float]] = {
+    "dilate": {"NFN paper: NP 0.068": 0.068},
+    "contrast": {"NFN paper: NP 0.020": 0.020},
+}
+
 TASK = "edit-inr"
 
 #: Per-model configs for INR editing (CPU-sized; ``models.NAME.KEY`` in a config overrides).
@@ -372,7 +379,8 @@ def run_experiment(args: argparse.Namespace) -> int:
         table = write_curve_reports(out, f"{TASK} ({args.edit})", curve_rows(runs, "test_mse"),
                                     {"task": TASK, "edit": args.edit, "config": cfg, "models": models, "seeds": seeds,
                                      "sets": [str(s) for s in args.inrs], "runs": runs, "train_sizes": sizes},
-                                    metric_label=f"test MSE ({args.edit})", digits=4,
+                                    metric_label=f"test MSE ({args.edit})", digits=4, higher_is_better=False,
+                                    reference={Path(s).name: PAPER_MSE.get(args.edit, {}) for s in args.inrs},
                                     plot_title=f"INR editing ({args.edit}): test MSE against training-set size")
         print(table)
         print(f"wrote {out / 'learning_curve.json'}, {out / 'learning_curve.md'} and {out / 'learning_curve.png'}")

@@ -432,10 +432,18 @@ def _save_png(fig: Any, path: str | Path) -> None:
 
 def write_curve_reports(out: Path, heading: str, rows: Sequence[Mapping[str, Any]], payload: Mapping[str, Any], *,
                         metric_label: str, scale: float = 1.0, digits: int = 2, plot_title: str | None = None,
-                        reference: Mapping[str, Mapping[str, float]] | None = None) -> str:
-    """``learning_curve.json`` / ``.md`` / ``.png`` in ``out`` (atomic writes); returns the table."""
+                        reference: Mapping[str, Mapping[str, float]] | None = None,
+                        higher_is_better: bool = True) -> str:
+    """``learning_curve.json`` / ``.md`` / ``.png`` in ``out`` (atomic writes); returns the table, with
+    the forecast of :mod:`mnfn.training.extrapolate` (slope per decade, size reaching each reference)
+    below it where a model has two sizes or more."""
+    from .extrapolate import curve_forecasts, forecast_table
+
     table = curve_table(rows, scale=scale, digits=digits, metric_label=metric_label)
-    write_json(out / "learning_curve.json", {**payload, "summary": list(rows)})
+    forecasts = curve_forecasts(rows, reference, scale=scale, higher_is_better=higher_is_better)
+    if forecasts:
+        table += "\n" + forecast_table(forecasts, digits=digits)
+    write_json(out / "learning_curve.json", {**payload, "summary": list(rows), "forecast": forecasts})
     with atomic_open(out / "learning_curve.md") as f:
         f.write(f"# {heading}: learning curve\n\n{table}")
     save_curve_plot(out / "learning_curve.png", rows, metric_label, scale=scale, title=plot_title, reference=reference)
