@@ -100,8 +100,8 @@ def test_monomial_gmn_probe_init_starts_as_the_siren_and_stays_invariant():
     f = randn_features(spec, batch=3, seed=1).map(lambda t: 0.1 * t)
     xs = fold(f)
     h = model.phis[0](torch.cat([xs[0].permute(0, 2, 1, 3).reshape(3, 8, -1), xs[1].transpose(1, 2)], dim=-1))
-    h = model.phis[1](torch.cat([model._message(xs[2], h), xs[3].transpose(1, 2)], dim=-1))
-    rendering = model._message(xs[4], h).reshape(3, -1) * 8 + xs[5].reshape(3, -1)
+    h = model.phis[1](torch.cat([model._message(1, xs[2], h), xs[3].transpose(1, 2)], dim=-1))
+    rendering = model._message(2, xs[4], h).reshape(3, -1) * 8 + xs[5].reshape(3, -1)
     expected = functional_forward(f, probe_points(3, 2).double()).reshape(3, -1)
     assert rel_err(rendering, expected) < 1e-5  # float32 initial weights
     g = sample_element(spec, 3, generator=torch.Generator().manual_seed(2))
@@ -109,3 +109,28 @@ def test_monomial_gmn_probe_init_starts_as_the_siren_and_stays_invariant():
         assert rel_err(model(g.act(f)), model(f)) <= 1e-10
     with pytest.raises(Exception, match="probe_grid needs a SIREN"):
         build_model("monomial-gmn", SPECS["relu-zoo-cnn"], probe_grid=3)
+
+
+@pytest.mark.parametrize("arch", ["siren", "relu-zoo-cnn", "tanh-zoo-cnn", "relu-mlp-L4", "tanh-mlp-L4"])
+def test_monomial_gmn_with_nonlinear_edge_messages_is_invariant_and_sees_the_wiring(arch):
+    """``edge_hidden``: ``m_i = mean_j psi(W_ij h_j)`` keeps the exact invariance (float64, scales
+    log-uniform over [1e-2, 1e2], signs, permutations) and still sees a shuffle of ``W(2)``."""
+    from mnfn.groups import sample_element
+    from mnfn.weightspace import mlp_spec
+    from symmetry_utils import SCALES
+
+    spec = SPECS.get(arch) or mlp_spec([3, 5, 6, 4, 2], "relu" if arch.startswith("relu") else "tanh")
+    torch.manual_seed(0)
+    model = build_model("monomial-gmn", spec, dim=6, phi_hidden=8, edge_hidden=5, head=(8,)).double().eval()
+    assert len(model.psis) == spec.num_layers - 1
+    f = randn_features(spec, batch=3, seed=3)
+    g = sample_element(spec, 3, 7, scale=SCALES)
+    with torch.no_grad():
+        y = model(f)
+        assert rel_err(model(g.act(f)), y) <= 1e-10
+        assert rel_err(model(_shuffle_hidden_weights(f)), y) > 1e-5
+    with pytest.raises(Exception, match="edge_hidden must be an integer"):
+        build_model("monomial-gmn", spec, edge_hidden=-1)
+    if arch == "siren":
+        with pytest.raises(Exception, match="cannot be combined"):
+            build_model("monomial-gmn", spec, edge_hidden=4, probe_grid=3)

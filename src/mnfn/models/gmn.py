@@ -11,6 +11,9 @@ et al., 2024; this is not a reimplementation), the model sweeps the net from inp
   positions and channels flattened, and its bias; all carry ``d_j``);
 * neuron ``i`` of hidden layer ``l``: ``m_i = mean_j W(l)_ij (x) h_j`` (a message from every
   neuron of the layer below, weighted by the connection), ``h_i = phi_l([m_i, b(l)_i])``;
+* with ``edge_hidden = e > 0`` the message is nonlinear in each connection: ``m_i = mean_j
+  psi_l(W(l)_ij h_j)``, ``psi_l`` an odd / homogeneous map like ``phi_l`` (width ``e``): the product
+  carries neuron ``i``'s factor alone, and ``psi_l`` keeps it;
 * readout at the fixed output neurons ``o``: ``r_o = mean_i W(L)_oi (x) h_i`` and ``b(L)_o``
   (invariant), plus, per hidden layer, the mean over neurons of an invariant of ``h``
   (``|h|`` for signs, ``h / ||h||`` for scales), into an MLP head.
@@ -78,14 +81,20 @@ class _Tanh(nn.Module):
 class MonomialGMN(nn.Module):
     """See the module docstring. ``dim``: neuron feature size; ``phi_hidden``: width inside each
     ``phi``; ``odd``: the odd activation of sign-symmetric layers (``tanh`` or ``sin``);
-    ``first_scale``: initial scale of layer 1's ``phi`` (see :class:`_Homogeneous`); ``head``: the
+    ``first_scale``: initial scale of layer 1's ``phi`` (see :class:`_Homogeneous`); ``edge_hidden``:
+    width of the per-connection message map ``psi`` (0: the bilinear message); ``head``: the
     MLP head's widths; ``out_dim`` outputs (1 score, or class logits)."""
 
     def __init__(self, spec: WeightSpaceSpec, in_channels: int = 1, dim: int = 32, phi_hidden: int = 64,
                  odd: str = "tanh", first_scale: float = 1.0, probe_grid: int = 0, head: Sequence[int] = (200, 200),
-                 out_dim: int = 1, dropout: float = 0.0) -> None:
+                 out_dim: int = 1, dropout: float = 0.0, edge_hidden: int = 0) -> None:
         super().__init__()
         self.probe_grid = int(probe_grid)
+        if not isinstance(edge_hidden, int) or isinstance(edge_hidden, bool) or edge_hidden < 0:
+            raise WeightSpaceError(f"edge_hidden must be an integer >= 0, got {edge_hidden!r}")
+        if edge_hidden and self.probe_grid:
+            raise WeightSpaceError("edge_hidden > 0 and probe_grid > 0 cannot be combined: the probe "
+                                   "initialisation needs the bilinear message")
         if self.probe_grid:
             # Start as the SIREN itself evaluated on a g x g grid (learned from there): sin activations,
             # D = g*g, and weights set in _probe_init; it then reads the raw weights.
@@ -110,6 +119,12 @@ class MonomialGMN(nn.Module):
         for l in range(1, spec.num_layers - 1):  # hidden layers 2 .. L-1: message (C * k * dim) and bias (C)
             self.phis.append(_Homogeneous(in_channels * ks[l] * dim + in_channels, phi_hidden, dim, self.syms[l + 1],
                                           odd))
+        # psi_l for the messages into layers 2 .. L (the last one into the fixed output neurons)
+        self.psis = nn.ModuleList()
+        if edge_hidden:
+            for l in range(1, spec.num_layers):
+                d_msg = in_channels * ks[l] * dim
+                self.psis.append(_Homogeneous(d_msg, edge_hidden, d_msg, self.syms[l + 1], odd))
         n_out = spec.layers[-1].n_out
         self.read_dim = n_out * in_channels * ks[-1] * dim + n_out * in_channels + (spec.num_layers - 1) * dim
         self.head = mlp_head(self.read_dim, head, out_dim, dropout)
@@ -142,13 +157,16 @@ class MonomialGMN(nn.Module):
         if not self.probe_grid:
             self.input_scales.copy_(torch.as_tensor(scales, dtype=self.input_scales.dtype))
 
-    @staticmethod
-    def _message(w: Tensor, h: Tensor) -> Tensor:
-        """``mean_j W_ij (x) h_j``: ``w`` folded ``(B, Ck, n_out, n_in)``, ``h`` ``(B, n_in, D)`` ->
+    def _message(self, l: int, w: Tensor, h: Tensor) -> Tensor:
+        """Into layer ``l + 1`` (``l`` = 1 .. L-1): ``mean_j W_ij (x) h_j``, or ``mean_j psi_l(W_ij (x) h_j)``
+        with ``edge_hidden``; ``w`` folded ``(B, Ck, n_out, n_in)``, ``h`` ``(B, n_in, D)`` ->
         ``(B, n_out, Ck * D)``."""
         B, Ck, n_out, n_in = w.shape
-        m = torch.einsum("bcij,bjd->bicd", w, h) / n_in
-        return m.reshape(B, n_out, Ck * h.shape[-1])
+        if not len(self.psis):
+            m = torch.einsum("bcij,bjd->bicd", w, h) / n_in
+            return m.reshape(B, n_out, Ck * h.shape[-1])
+        e = torch.einsum("bcij,bjd->bijcd", w, h).reshape(B, n_out, n_in, Ck * h.shape[-1])
+        return self.psis[l - 1](e).mean(dim=2)
 
     def _invariant(self, h: Tensor, symmetry: str) -> Tensor:
         if symmetry == Symmetry.SIGN:
@@ -167,10 +185,10 @@ class MonomialGMN(nn.Module):
         pooled = [self._invariant(h, self.syms[1])]
         for l in range(1, self.spec.num_layers - 1):
             w, b = xs[2 * l], xs[2 * l + 1]
-            h = self.phis[l](torch.cat([self._message(w, h), b.transpose(1, 2)], dim=-1))
+            h = self.phis[l](torch.cat([self._message(l, w, h), b.transpose(1, 2)], dim=-1))
             pooled.append(self._invariant(h, self.syms[l + 1]))
         w_last, b_last = xs[-2], xs[-1]
-        read = self._message(w_last, h).reshape(B, -1)  # output neurons are fixed: invariant
+        read = self._message(self.spec.num_layers - 1, w_last, h).reshape(B, -1)  # output neurons are fixed: invariant
         return self.head(torch.cat([read, b_last.reshape(B, -1), *pooled], dim=1))
 
 
