@@ -26,6 +26,11 @@ def test_reached_flat_and_moving_away():
     assert size_to_reach(30.0, 0.0, 40.0, 10000, 30.0) is None  # flat
     assert size_to_reach(40.0, -2.0, 50.0, 10000, 32.0) is None  # accuracy falling
     assert math.isinf(size_to_reach(0.0, 1e-4, 1.0, 100, 2e-4))
+    # a line that overshoots a bending curve: anchored at the last measurement, not at the line
+    a, b = log_linear_fit([1000, 5000, 20000], [77.85, 90.63, 96.47])
+    assert a + b * math.log10(20000) > 96.6  # the line is already past 96.6 at 20,000 ...
+    n = size_to_reach(a, b, 96.6, 20000, 96.47)
+    assert n == pytest.approx(20000 * 10 ** (0.13 / b)) and n > 20000  # ... the measurement is not
 
 
 def test_lower_is_better_for_mse():

@@ -3,8 +3,8 @@ training-set size, per (set, model), and the size at which that line would reach
 
 Accuracy (and, over a decade or two, test MSE) of weight-space models is close to linear in
 ``log n`` in our measurements, so ``m(n) ~ a + b log10(n)`` is the simplest honest forecast: ``b`` is
-the gain per decade of training nets, and ``n* = 10^((ref - a) / b)`` the size where the line meets
-``ref``. It is a forecast, not a promise: curves usually bend down, so ``n*`` is a lower bound on
+the gain per decade of training nets, and ``n* = n_last 10^((ref - m_last) / b)`` the size where a
+reference is met going on from the last measurement at that slope. It is a forecast, not a promise: curves usually bend down, so ``n*`` is a lower bound on
 the data needed, and a line fitted to two or three sizes is rough.
 """
 
@@ -33,15 +33,18 @@ def log_linear_fit(sizes: Sequence[float], values: Sequence[float]) -> tuple[flo
 
 def size_to_reach(a: float, b: float, ref: float, largest: float, measured: float,
                   higher_is_better: bool = True) -> float | None:
-    """The size where ``a + b log10(n)`` reaches ``ref``: ``largest`` (the biggest measured size) if
-    ``measured`` there is already at least as good as ``ref``; ``None`` if the line is flat or moves
-    away from ``ref``; ``inf`` if it would take more than 1e300 nets."""
+    """The size at which ``ref`` is reached going on from the last measurement (``measured`` at
+    ``largest``) along the fitted slope ``b``: ``largest * 10^((ref - measured) / b)``. Anchored at the
+    last point rather than at the line, so a line that overshoots a bending curve never claims a
+    value not yet measured. ``largest`` if ``measured`` is already at least as good as ``ref``;
+    ``None`` if the slope is flat or moves away from ``ref``; ``inf`` beyond 1e300 nets. (``a`` is
+    kept for the signature's sake: the intercept does not enter.)"""
     better = 1.0 if higher_is_better else -1.0
     if (measured - ref) * better >= 0:
         return float(largest)
     if b * better <= 0:
         return None
-    exponent = (ref - a) / b
+    exponent = math.log10(largest) + (ref - measured) / b
     return math.inf if exponent > 300 else 10.0 ** exponent
 
 
