@@ -13,7 +13,7 @@ def test_line_through_exact_points():
     a, b = log_linear_fit([100, 1000, 10000], [20.0, 25.0, 30.0])
     assert b == pytest.approx(5.0) and a == pytest.approx(10.0)
     # 60 = 10 + 5 log10(n) -> n = 1e10
-    assert size_to_reach(a, b, 60.0, 10000, 30.0) == pytest.approx(1e10)
+    assert size_to_reach(b, 60.0, 10000, 30.0) == pytest.approx(1e10)
 
 
 def test_least_squares_not_interpolation():
@@ -22,24 +22,24 @@ def test_least_squares_not_interpolation():
 
 
 def test_reached_flat_and_moving_away():
-    assert size_to_reach(10.0, 5.0, 25.0, 10000, 30.0) == 10000  # measured already past the reference
-    assert size_to_reach(30.0, 0.0, 40.0, 10000, 30.0) is None  # flat
-    assert size_to_reach(40.0, -2.0, 50.0, 10000, 32.0) is None  # accuracy falling
-    assert math.isinf(size_to_reach(0.0, 1e-4, 1.0, 100, 2e-4))
+    assert size_to_reach(5.0, 25.0, 10000, 30.0) == 10000  # measured already past the reference
+    assert size_to_reach(0.0, 40.0, 10000, 30.0) is None  # flat
+    assert size_to_reach(-2.0, 50.0, 10000, 32.0) is None  # accuracy falling
+    assert math.isinf(size_to_reach(1e-4, 1.0, 100, 2e-4))
     # a line that overshoots a bending curve: anchored at the last measurement, not at the line
     a, b = log_linear_fit([1000, 5000, 20000], [77.85, 90.63, 96.47])
     assert a + b * math.log10(20000) > 96.6  # the line is already past 96.6 at 20,000 ...
-    n = size_to_reach(a, b, 96.6, 20000, 96.47)
+    n = size_to_reach(b, 96.6, 20000, 96.47)
     assert n == pytest.approx(20000 * 10 ** (0.13 / b)) and n > 20000  # ... the measurement is not
 
 
 def test_lower_is_better_for_mse():
     a, b = log_linear_fit([1000, 10000], [0.2, 0.15])
     assert b == pytest.approx(-0.05)
-    n = size_to_reach(a, b, 0.05, 10000, 0.15, higher_is_better=False)
+    n = size_to_reach(b, 0.05, 10000, 0.15, higher_is_better=False)
     assert n == pytest.approx(1e6)
-    assert size_to_reach(a, b, 0.2, 10000, 0.15, higher_is_better=False) == 10000
-    assert size_to_reach(a, b, 0.05, 10000, 0.15, higher_is_better=True) == 10000  # 0.15 >= 0.05: "reached"
+    assert size_to_reach(b, 0.2, 10000, 0.15, higher_is_better=False) == 10000
+    assert size_to_reach(b, 0.05, 10000, 0.15, higher_is_better=True) == 10000  # 0.15 >= 0.05: "reached"
 
 
 def test_bad_input():

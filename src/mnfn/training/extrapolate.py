@@ -31,14 +31,13 @@ def log_linear_fit(sizes: Sequence[float], values: Sequence[float]) -> tuple[flo
     return my - b * mx, b
 
 
-def size_to_reach(a: float, b: float, ref: float, largest: float, measured: float,
+def size_to_reach(b: float, ref: float, largest: float, measured: float,
                   higher_is_better: bool = True) -> float | None:
     """The size at which ``ref`` is reached going on from the last measurement (``measured`` at
     ``largest``) along the fitted slope ``b``: ``largest * 10^((ref - measured) / b)``. Anchored at the
     last point rather than at the line, so a line that overshoots a bending curve never claims a
     value not yet measured. ``largest`` if ``measured`` is already at least as good as ``ref``;
-    ``None`` if the slope is flat or moves away from ``ref``; ``inf`` beyond 1e300 nets. (``a`` is
-    kept for the signature's sake: the intercept does not enter.)"""
+    ``None`` if the slope is flat or moves away from ``ref``; ``inf`` beyond 1e300 nets."""
     better = 1.0 if higher_is_better else -1.0
     if (measured - ref) * better >= 0:
         return float(largest)
@@ -63,7 +62,8 @@ def curve_forecasts(rows: Sequence[Mapping[str, Any]],
                 continue
             a, b = log_linear_fit([n for n, _ in pts], [v for _, v in pts])
             largest = pts[-1][0]
-            reach = {label: size_to_reach(a, b, v, largest, pts[-1][1], higher_is_better) for label, v in ((reference or {}).get(s) or {}).items()}
+            refs = (reference or {}).get(s) or {}
+            reach = {label: size_to_reach(b, v, largest, pts[-1][1], higher_is_better) for label, v in refs.items()}
             out.append({"set": s, "model": m, "sizes": [n for n, _ in pts], "intercept": a, "per_decade": b,
                         "at_largest": a + b * math.log10(largest), "reach": reach})
     return out
