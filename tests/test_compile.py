@@ -39,6 +39,23 @@ def test_grouped_execution_equals_per_term_einsums(name, preset, bias, wgrad, mo
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_reductions_are_shared_and_products_accumulate_in_place():
+    # the execution plan the equality test above checks: on a hidden conv weight of HNP the total is
+    # taken from the row sums, and the full product is added in place onto the broadcast parts
+    from mnfn.weightspace import zoo_cnn_spec
+    layer = EquivariantLinear(zoo_cnn_spec("relu"), 2, 3, "hnp").double()
+    derived = [(key, base) for key, base, _ in layer._reductions if base is not None]
+    assert derived and all(set(base[1]) < set(key[1]) for key, base in derived)
+    assert any(layer._accumulate) and layer._early_bias
+    order = [layer._accumulate[gi] for gi in layer._order]
+    assert order == sorted(order)  # accumulating groups run after every group they add onto
+    xs = [t.requires_grad_() for t in fold(randn_features(zoo_cnn_spec("relu"), 2, 2))]
+    first = [y.detach().clone() for y in layer.forward_folded(xs)]
+    again = layer.forward_folded(xs)  # nothing the first call wrote in place is reused
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_groups_cover_every_term_once():
     for spec in SPECS.values():
         for preset in ("monomial", "hnp", "np"):

@@ -62,6 +62,25 @@ class _SharedMatmul(torch.autograd.Function):
         return gw, gx, gb
 
 
+class _AccumulateMatmul(torch.autograd.Function):
+    """``acc[b] += w @ x[b]`` in place (``acc`` a fresh ``(B, F_out, *H)`` tensor, ``x`` ``(B, F_in, prod H)``)
+    for a weight shared by the batch; the gradient of ``acc`` passes through unchanged."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, x: Tensor, acc: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(w, x)
+        ctx.has_bias = False
+        flat = acc.view(x.shape[0], w.shape[0], x.shape[2])
+        flat.baddbmm_(w.expand(x.shape[0], *w.shape), x)
+        ctx.mark_dirty(acc)
+        return acc
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        gw, gx, _ = _SharedMatmul.backward(ctx, g.reshape(g.shape[0], g.shape[1], -1))
+        return gw, gx, g
+
+
 def fold(features: WeightSpaceFeatures) -> list[Tensor]:
     """``[W1, b1, ...]`` with conv kernels folded into channels: ``(B, C*kh*kw, n_out, n_in)``."""
     out = []
@@ -157,9 +176,51 @@ class EquivariantLinear(nn.Module):
         self._inv_count: tuple[tuple[float, ...], ...] = tuple(
             tuple(1.0 / math.prod(self.layouts[ib.source].hidden_sizes[r] for r in ib.reduce) for ib in g.inputs)
             for g in self.groups)
+        self._plan_reductions()
+        self._plan_accumulation()
         # Inverse of each site's (B, C*k, *axes) -> (B, C*k, *fixed, *hidden) permutation.
         self._unpermute = tuple(tuple(sorted(range(len(l.permutation)), key=l.permutation.__getitem__))
                                 for l in self.layouts)
+
+    def _plan_reductions(self) -> None:
+        """Each reduced source ``(site, hidden axes summed)`` is computed once per forward, and from
+        the smallest already-computed reduction of the same site that it contains (the total of a
+        16 x 16 hidden weight from its row sums, not from the full tensor). That saves a full-size
+        pass in the forward and one gradient accumulation into the full tensor in the backward
+        (the total's gradient flows into the row sums' small one)."""
+        needed = sorted({(ib.source, ib.reduce) for g in self.groups for ib in g.inputs if ib.reduce},
+                        key=lambda k: (k[0], len(k[1]), k[1]))
+        steps: list[tuple[tuple[int, tuple[int, ...]], tuple[int, tuple[int, ...]] | None, tuple[int, ...]]] = []
+        for src, red in needed:
+            sizes = self.layouts[src].hidden_sizes
+            bases = [k for k, _, _ in steps if k[0] == src and set(k[1]) < set(red)]
+            if not bases:
+                steps.append(((src, red), None, tuple(2 + r for r in red)))
+                continue
+            base = min(bases, key=lambda k: math.prod(n for a, n in enumerate(sizes) if a not in k[1]))
+            remaining = [a for a in range(len(sizes)) if a not in base[1]]
+            steps.append(((src, red), base, tuple(2 + remaining.index(r) for r in red if r not in base[1])))
+        self._reductions = tuple(steps)
+
+    def _plan_accumulation(self) -> None:
+        """Groups whose single output is a target's fully matched block, where other groups also
+        write that target, run last and add their product *in place* onto the others' sum
+        (``acc.baddbmm_``): one full-size pass per such target instead of one per broadcast part.
+        Their learned constant moves onto the target's first (broadcast, small) part."""
+        writers = [0] * len(self.sites)
+        for g in self.groups:
+            for ob in g.outputs:
+                writers[ob.target] += 1
+        acc = []
+        for gi, g in enumerate(self.groups):
+            ob = g.outputs[0]
+            acc.append(len(g.outputs) == 1 and g.hidden_size > 1 and writers[ob.target] > 1
+                       and ob.view == self.layouts[ob.target].hidden_sizes)
+        self._accumulate = tuple(acc)
+        self._order = tuple(sorted(range(len(self.groups)), key=lambda gi: acc[gi]))
+        #: target -> group whose constant is added to that target's first part instead
+        self._early_bias = {self.groups[gi].outputs[0].target: gi for gi in range(len(self.groups))
+                            if acc[gi] and self._group_bias[gi][0] is not None}
 
     def reset_parameters(self) -> None:
         """Fan-in aware init: each output entry sums ``fan_in`` inputs over all of its terms, so
@@ -226,21 +287,35 @@ class EquivariantLinear(nn.Module):
             if not lay.is_identity:
                 x = x.permute(lay.permutation)
             feats.append(x.reshape(B, -1, *lay.hidden_sizes))
+        reduced: dict[tuple[int, tuple[int, ...]], Tensor] = {}
+        for key, base, dims in self._reductions:
+            reduced[key] = (feats[key[0]] if base is None else reduced[base]).sum(dim=dims)
         outs: list[Tensor | None] = [None] * len(self.sites)
-        for gi, g in enumerate(self.groups):
+        owned = [False] * len(self.sites)  # outs[t] is a fresh tensor of this call (safe to write in place)
+        compiling = _compiling()
+        for gi in self._order:
+            g = self.groups[gi]
             parts = []
             for ib in g.inputs:
-                x = feats[ib.source]
-                if ib.reduce:
-                    x = x.sum(dim=tuple(2 + r for r in ib.reduce))
+                x = reduced[(ib.source, ib.reduce)] if ib.reduce else feats[ib.source]
                 parts.append(x.reshape(B, ib.features, g.hidden_size))
             x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
             w = self.group_matrix(gi, sums=True)
+            if self._accumulate[gi] and not compiling:
+                ob = g.outputs[0]
+                prev = outs[ob.target]
+                assert prev is not None
+                # A fresh full-size tensor holding the other parts' sum (their broadcast add makes one).
+                fresh = owned[ob.target] and tuple(prev.shape) == (B, ob.features, *ob.view) and prev.is_contiguous()
+                acc = prev if fresh else prev.expand(B, ob.features, *ob.view).clone(
+                    memory_format=torch.contiguous_format)
+                outs[ob.target] = _AccumulateMatmul.apply(w, x, acc)
+                continue
             bias = self._bias_vector(gi)
             if g.hidden_size == 1:
                 x2 = x.reshape(B, -1)
                 y = (torch.addmm(bias, x2, w.t()) if bias is not None else torch.mm(x2, w.t())).unsqueeze(-1)
-            elif _compiling():
+            elif compiling:
                 # Under torch.compile: one GEMM over (F_in, B*H) instead of bmm on an expanded weight,
                 # which inductor materialises (B copies of the matrix) in slow generated kernels.
                 xt = x.transpose(0, 1).reshape(x.shape[1], -1)
@@ -254,7 +329,17 @@ class EquivariantLinear(nn.Module):
                 r0 += ob.features
                 part = part.reshape(B, ob.features, *ob.view)
                 prev = outs[ob.target]
-                outs[ob.target] = part if prev is None else prev + part
+                if prev is None:
+                    eb = self._early_bias.get(ob.target)
+                    if eb is not None and not compiling:
+                        c = self._bias_vector(eb)
+                        assert c is not None
+                        part = part + c.reshape(1, -1, *([1] * len(ob.view)))
+                        owned[ob.target] = True
+                    outs[ob.target] = part
+                else:
+                    outs[ob.target] = prev + part
+                    owned[ob.target] = True
         for t, n in self._late_bias:
             c = self.params[n].reshape(1, -1, *([1] * len(self.layouts[t].hidden)))
             outs[t] = c if outs[t] is None else outs[t] + c
