@@ -8,7 +8,7 @@ import torch
 
 from mnfn import mlp_spec
 from mnfn.bench import compile_available, compile_model, random_batch
-from mnfn.layers import EquivariantLinear, equivariant, fold
+from mnfn.layers import EquivariantLinear, fold, kernels
 from mnfn.models import build_model
 from symmetry_utils import SPECS, randn_features
 
@@ -21,7 +21,7 @@ CASES += [(name, preset, False) for name in ("relu-mlp-L3", "tanh-mlp-L2", "relu
 @pytest.mark.parametrize("name,preset,bias", CASES)
 def test_grouped_execution_equals_per_term_einsums(name, preset, bias, wgrad, monkeypatch):
     # both ways the shared-weight matmul computes its weight gradient (chosen by the hidden size)
-    monkeypatch.setattr(equivariant, "_SMALL_HIDDEN", 0 if wgrad == "per-net" else 10 ** 9)
+    monkeypatch.setattr(kernels, "_SMALL_HIDDEN", 0 if wgrad == "per-net" else 10 ** 9)
     spec = SPECS[name]
     layer = EquivariantLinear(spec, 2, 3, preset, bias=bias).double()
     with torch.no_grad():
@@ -46,6 +46,7 @@ def test_reductions_are_shared_and_products_accumulate_in_place():
     layer = EquivariantLinear(zoo_cnn_spec("relu"), 2, 3, "hnp").double()
     derived = [(key, base) for key, base, _ in layer._reductions if base is not None]
     assert derived and all(set(base[1]) < set(key[1]) for key, base in derived)
+    assert layer._pair_sums  # row and column sums of the hidden conv weights in one pass
     assert any(layer._accumulate) and layer._early_bias
     order = [layer._accumulate[gi] for gi in layer._order]
     assert order == sorted(order)  # accumulating groups run after every group they add onto

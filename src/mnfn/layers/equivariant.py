@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..weightspace import WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
+from .kernels import AccumulateMatmul, OuterAdd, RowColSums, SharedMatmul
 from .terms import (MIX, TFIX, EinsumPlan, Group, SiteLayout, Term, enumerate_terms, plan_groups, plan_term,
                     resolve_symmetries, tensor_sites)
 
@@ -27,58 +28,15 @@ def _compiling() -> bool:
     return bool(is_compiling()) if is_compiling is not None else False
 
 
-#: Below this many matched hidden entries the weight gradient is one GEMM over (batch x hidden)
-#: instead of per-net products summed over the batch (measured on a 2-core AVX2 CPU: 2.6x faster for
-#: HNP's (304 x 304, H = 16) block; slower for H = 256, where each net's product is large enough).
-_SMALL_HIDDEN = 64
-
-
-class _SharedMatmul(torch.autograd.Function):
-    """``y[b] = w @ x[b] + bias`` for a weight shared by the batch, with a backward that computes
-    ``dw = sum_b dy[b] x[b]^T`` as one GEMM when the hidden size is small (autograd's own backward of
-    ``baddbmm(w.expand(B))`` makes ``B`` products with ``K = H`` and a ``(B, F_out, F_in)`` temporary)."""
-
-    @staticmethod
-    def forward(ctx, w: Tensor, x: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(w, x)
-        ctx.has_bias = bias is not None
-        wb = w.expand(x.shape[0], *w.shape)
-        return torch.baddbmm(bias.unsqueeze(-1), wb, x) if bias is not None else torch.bmm(wb, x)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):  # type: ignore[override]
-        w, x = ctx.saved_tensors
-        B, f_out, h = g.shape
-        gw = gx = gb = None
-        if ctx.needs_input_grad[1]:
-            gx = torch.bmm(w.t().expand(B, *w.t().shape), g)
-        if ctx.needs_input_grad[0]:
-            if h <= _SMALL_HIDDEN:
-                gw = torch.mm(g.transpose(0, 1).reshape(f_out, B * h), x.transpose(0, 1).reshape(-1, B * h).t())
-            else:
-                gw = torch.bmm(g, x.transpose(1, 2)).sum(0)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = g.sum(dim=(0, 2))
-        return gw, gx, gb
-
-
-class _AccumulateMatmul(torch.autograd.Function):
-    """``acc[b] += w @ x[b]`` in place (``acc`` a fresh ``(B, F_out, *H)`` tensor, ``x`` ``(B, F_in, prod H)``)
-    for a weight shared by the batch; the gradient of ``acc`` passes through unchanged."""
-
-    @staticmethod
-    def forward(ctx, w: Tensor, x: Tensor, acc: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(w, x)
-        ctx.has_bias = False
-        flat = acc.view(x.shape[0], w.shape[0], x.shape[2])
-        flat.baddbmm_(w.expand(x.shape[0], *w.shape), x)
-        ctx.mark_dirty(acc)
-        return acc
-
-    @staticmethod
-    def backward(ctx, g: Tensor):  # type: ignore[override]
-        gw, gx, _ = _SharedMatmul.backward(ctx, g.reshape(g.shape[0], g.shape[1], -1))
-        return gw, gx, g
+def _add(a: Tensor, b: Tensor, compiling: bool) -> Tensor:
+    """``a + b``; a row part ``(B, F, n0, 1)`` plus a column part ``(B, F, 1, n1)`` through
+    :class:`~mnfn.layers.kernels.OuterAdd` (its backward reads the gradient once for both)."""
+    if not compiling and a.dim() == 4 and b.dim() == 4:
+        if a.shape[-1] == 1 < a.shape[-2] and b.shape[-2] == 1 < b.shape[-1]:
+            return OuterAdd.apply(a, b)
+        if b.shape[-1] == 1 < b.shape[-2] and a.shape[-2] == 1 < a.shape[-1]:
+            return OuterAdd.apply(b, a)
+    return a + b
 
 
 def fold(features: WeightSpaceFeatures) -> list[Tensor]:
@@ -200,7 +158,14 @@ class EquivariantLinear(nn.Module):
             base = min(bases, key=lambda k: math.prod(n for a, n in enumerate(sizes) if a not in k[1]))
             remaining = [a for a in range(len(sizes)) if a not in base[1]]
             steps.append(((src, red), base, tuple(2 + remaining.index(r) for r in red if r not in base[1])))
-        self._reductions = tuple(steps)
+        # Row and column sums of a two-hidden-axis site taken from the full tensor: one pass for both.
+        pairs = []
+        for src in sorted({k[0] for k, _, _ in steps}):
+            first = {k[1] for k, b, _ in steps if k[0] == src and b is None}
+            if len(self.layouts[src].hidden_sizes) == 2 and {(0,), (1,)} <= first:
+                pairs.append(src)
+        self._reductions = tuple(s for s in steps if not (s[0][0] in pairs and s[1] is None and len(s[0][1]) == 1))
+        self._pair_sums = tuple(pairs)
 
     def _plan_accumulation(self) -> None:
         """Groups whose single output is a target's fully matched block, where other groups also
@@ -287,12 +252,16 @@ class EquivariantLinear(nn.Module):
             if not lay.is_identity:
                 x = x.permute(lay.permutation)
             feats.append(x.reshape(B, -1, *lay.hidden_sizes))
+        compiling = _compiling()
         reduced: dict[tuple[int, tuple[int, ...]], Tensor] = {}
+        for src in self._pair_sums:
+            x = feats[src]
+            row, col = (x.sum(-1), x.sum(-2)) if compiling else RowColSums.apply(x)
+            reduced[(src, (1,))], reduced[(src, (0,))] = row, col
         for key, base, dims in self._reductions:
             reduced[key] = (feats[key[0]] if base is None else reduced[base]).sum(dim=dims)
         outs: list[Tensor | None] = [None] * len(self.sites)
         owned = [False] * len(self.sites)  # outs[t] is a fresh tensor of this call (safe to write in place)
-        compiling = _compiling()
         for gi in self._order:
             g = self.groups[gi]
             parts = []
@@ -309,7 +278,7 @@ class EquivariantLinear(nn.Module):
                 fresh = owned[ob.target] and tuple(prev.shape) == (B, ob.features, *ob.view) and prev.is_contiguous()
                 acc = prev if fresh else prev.expand(B, ob.features, *ob.view).clone(
                     memory_format=torch.contiguous_format)
-                outs[ob.target] = _AccumulateMatmul.apply(w, x, acc)
+                outs[ob.target] = AccumulateMatmul.apply(w, x, acc)
                 continue
             bias = self._bias_vector(gi)
             if g.hidden_size == 1:
@@ -322,7 +291,7 @@ class EquivariantLinear(nn.Module):
                 y = torch.addmm(bias.unsqueeze(-1), w, xt) if bias is not None else torch.mm(w, xt)
                 y = y.view(-1, B, g.hidden_size).transpose(0, 1)
             else:
-                y = _SharedMatmul.apply(w, x, bias)
+                y = SharedMatmul.apply(w, x, bias)
             r0 = 0
             for ob in g.outputs:
                 part = y[:, r0:r0 + ob.features] if len(g.outputs) > 1 else y
@@ -338,7 +307,7 @@ class EquivariantLinear(nn.Module):
                         owned[ob.target] = True
                     outs[ob.target] = part
                 else:
-                    outs[ob.target] = prev + part
+                    outs[ob.target] = _add(prev, part, compiling)
                     owned[ob.target] = True
         for t, n in self._late_bias:
             c = self.params[n].reshape(1, -1, *([1] * len(self.layouts[t].hidden)))
