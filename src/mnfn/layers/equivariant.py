@@ -136,6 +136,7 @@ class EquivariantLinear(nn.Module):
             for g in self.groups)
         self._plan_reductions()
         self._plan_accumulation()
+        self._column_scales: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
         # Inverse of each site's (B, C*k, *axes) -> (B, C*k, *fixed, *hidden) permutation.
         self._unpermute = tuple(tuple(sorted(range(len(l.permutation)), key=l.permutation.__getitem__))
                                 for l in self.layouts)
@@ -220,20 +221,30 @@ class EquivariantLinear(nn.Module):
         sources' means; ``sums=True``: the same map for sources reduced by sums (each input block's
         columns divided by the number of entries it sums)."""
         g = self.groups[gi]
-
-        def block(n: int, c: int) -> Tensor:
-            m = self._term_matrix(n)
-            inv = self._inv_count[gi][c]
-            return m * inv if sums and inv != 1.0 else m
-
         if len(g.blocks) == 1 and len(g.blocks[0]) == 1:
-            return block(g.blocks[0][0], 0)  # type: ignore[arg-type]
-        ref = self.params[next(n for row in g.blocks for n in row if n is not None)]
-        rows = []
-        for ob, row in zip(g.outputs, g.blocks):
-            rows.append(torch.cat([block(n, c) if n is not None else ref.new_zeros(ob.features, ib.features)
-                                   for c, (ib, n) in enumerate(zip(g.inputs, row))], 1))
-        return torch.cat(rows, 0)
+            m = self._term_matrix(g.blocks[0][0])  # type: ignore[arg-type]
+        else:
+            ref = self.params[next(n for row in g.blocks for n in row if n is not None)]
+            rows = []
+            for ob, row in zip(g.outputs, g.blocks):
+                rows.append(torch.cat([self._term_matrix(n) if n is not None else ref.new_zeros(ob.features, ib.features)
+                                       for ib, n in zip(g.inputs, row)], 1))
+            m = torch.cat(rows, 0)
+        if sums and any(inv != 1.0 for inv in self._inv_count[gi]):
+            # one product with the columns' 1/N (a buffer) per group, not one per block with a Python float
+            m = m * self._column_scale(gi, m)
+        return m
+
+    def _column_scale(self, gi: int, like: Tensor) -> Tensor:
+        """The 1/N of each input column of group ``gi``, made exactly in ``like``'s dtype (cached)."""
+        key = (gi, like.dtype, like.device)
+        scale = self._column_scales.get(key)
+        if scale is None:
+            g = self.groups[gi]
+            scale = torch.cat([torch.full((ib.features,), inv, dtype=like.dtype, device=like.device)
+                               for ib, inv in zip(g.inputs, self._inv_count[gi])])
+            self._column_scales[key] = scale
+        return scale
 
     def _bias_vector(self, gi: int) -> Tensor | None:
         entries = self._group_bias[gi]
@@ -256,7 +267,14 @@ class EquivariantLinear(nn.Module):
         reduced: dict[tuple[int, tuple[int, ...]], Tensor] = {}
         for src in self._pair_sums:
             x = feats[src]
-            row, col = (x.sum(-1), x.sum(-2)) if compiling else RowColSums.apply(x)
+            if compiling:
+                row, col = x.sum(-1), x.sum(-2)
+            else:
+                # The sums and the full product read the same flat tensor, so autograd adds their
+                # gradients in place (a gradient arriving through a reshape is a view: added out of place).
+                n0, n1 = x.shape[2:]
+                feats[src] = x = x.reshape(B, -1, n0 * n1)
+                row, col = RowColSums.apply(x, n0, n1)
             reduced[(src, (1,))], reduced[(src, (0,))] = row, col
         for key, base, dims in self._reductions:
             reduced[key] = (feats[key[0]] if base is None else reduced[base]).sum(dim=dims)
@@ -267,7 +285,7 @@ class EquivariantLinear(nn.Module):
             parts = []
             for ib in g.inputs:
                 x = reduced[(ib.source, ib.reduce)] if ib.reduce else feats[ib.source]
-                parts.append(x.reshape(B, ib.features, g.hidden_size))
+                parts.append(x if x.shape == (B, ib.features, g.hidden_size) else x.reshape(B, ib.features, g.hidden_size))
             x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
             w = self.group_matrix(gi, sums=True)
             if self._accumulate[gi] and not compiling:

@@ -94,17 +94,18 @@ def _row_col_sums(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class RowColSums(torch.autograd.Function):
-    """``(x.sum(-1), x.sum(-2))`` for ``x (B, F, n0, n1)``, read once; the backward writes the
-    gradient once (``g_row[..., None] + g_col[..., None, :]``) instead of accumulating two
-    expanded gradients."""
+    """Row sums ``(B, F, n0)`` and column sums ``(B, F, n1)`` of ``x (B, F, n0 * n1)`` read as
+    ``(B, F, n0, n1)``, in one read; the backward writes the gradient once
+    (``g_row[..., None] + g_col[..., None, :]``) instead of accumulating two expanded gradients."""
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        return _row_col_sums(x)
+    def forward(ctx, x: Tensor, n0: int, n1: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        return _row_col_sums(x.view(*x.shape[:2], n0, n1))
 
     @staticmethod
     def backward(ctx, g_row: Tensor, g_col: Tensor):  # type: ignore[override]
-        return g_row.unsqueeze(-1) + g_col.unsqueeze(-2)
+        g = g_row.unsqueeze(-1) + g_col.unsqueeze(-2)
+        return g.view(*g.shape[:2], -1), None, None
 
 
 class OuterAdd(torch.autograd.Function):
