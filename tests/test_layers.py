@@ -182,3 +182,34 @@ def test_layer_rejects_wrong_input():
         layer(randn_features(SPECS["relu-mlp-L3"], 2, 1, dtype=torch.float32))
     with pytest.raises(WeightSpaceError, match="built for"):
         layer(randn_features(SPECS["relu-mlp-L2"], 2, 2, dtype=torch.float32))
+
+
+def test_inplace_activation_never_writes_views_or_inputs():
+    # the stacks let ReLU overwrite their layers' fresh outputs; a view (a broadcast part, a
+    # parameter) or the caller's own tensors must come through untouched
+    from mnfn.layers.pooling import EquivariantActivation
+    from mnfn.models.parts import EquivariantStack
+
+    spec = zoo_cnn_spec("relu", channels=6, image_size=8)
+    act = EquivariantActivation(spec, "relu", "hnp")
+    base = torch.randn(2, 3, 4, 4)
+    view = base[:, :, :, :]
+    xs = fold(randn_features(spec, 2, 3))
+    xs[0] = view
+    before = [t.clone() for t in xs]
+    act.forward_folded(xs, inplace=True)
+    torch.testing.assert_close(xs[0], before[0], rtol=0, atol=0)  # a view is never written
+    stack = EquivariantStack(spec, [1, 4, 4, 2], "hnp", "relu").double()
+    inputs = fold(randn_features(spec, 3, 1))
+    copies = [t.clone() for t in inputs]
+    params = [p.detach().clone() for p in stack.parameters()]
+    with torch.no_grad():
+        out1 = stack.forward_folded(list(inputs))
+    out2 = stack.forward_folded(list(inputs))
+    for a, b in zip(inputs, copies):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for p, q in zip(stack.parameters(), params):
+        torch.testing.assert_close(p.detach(), q, rtol=0, atol=0)
+    for a, b in zip(out1, out2):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
+    sum(t.sum() for t in out2).backward()  # autograd accepts the in-place ReLU

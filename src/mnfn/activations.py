@@ -82,6 +82,8 @@ class Activation:
     #: the same function computed faster (to float rounding) for the models' own features; networks
     #: described by weights are always run with ``fn``
     features_fn: Callable[[Tensor, float], Tensor] | None = None
+    #: the same function overwriting its input (models apply it to fresh layer outputs only)
+    inplace_fn: Callable[[Tensor, float], Tensor] | None = None
 
     def __post_init__(self) -> None:
         bad = [s for s in self.symmetries if s not in (Symmetry.SCALE, Symmetry.SIGN)]
@@ -145,9 +147,11 @@ def activation_for_module(module: nn.Module) -> tuple[str, float | None] | None:
 
 _SCALE, _SIGN = (Symmetry.SCALE,), (Symmetry.SIGN,)
 for _a in (
-    Activation("relu", _SCALE, lambda x, p: F.relu(x), lambda p: nn.ReLU(), (nn.ReLU,)),
+    Activation("relu", _SCALE, lambda x, p: F.relu(x), lambda p: nn.ReLU(), (nn.ReLU,),
+               inplace_fn=lambda x, p: torch.relu_(x)),
     Activation("leaky_relu", _SCALE, lambda x, p: F.leaky_relu(x, p), lambda p: nn.LeakyReLU(p), (nn.LeakyReLU,),
-               default_param=0.01, param_of=lambda m: float(m.negative_slope)),
+               default_param=0.01, param_of=lambda m: float(m.negative_slope),
+               inplace_fn=lambda x, p: F.leaky_relu_(x, p)),
     # Linear maps are both odd and positively homogeneous; nn.Identity is a pass-through module,
     # not read back as an activation.
     Activation("identity", (Symmetry.SCALE, Symmetry.SIGN), lambda x, p: x, lambda p: nn.Identity()),

@@ -333,8 +333,9 @@ class EquivariantLinear(nn.Module):
         result = []
         for site, lay, unperm, y in zip(self.sites, self.layouts, self._unpermute, outs):
             assert y is not None
-            y = y.expand(B, -1, *lay.hidden_sizes).reshape(B, self.c_out * site.kernel_size, *lay.fixed_sizes,
-                                                            *lay.hidden_sizes)
+            shape = (B, self.c_out * site.kernel_size, *lay.fixed_sizes, *lay.hidden_sizes)
+            if tuple(y.shape) != shape:
+                y = y.expand(B, -1, *lay.hidden_sizes).reshape(shape)
             result.append(y if lay.is_identity else y.permute(unperm))
         return result
 

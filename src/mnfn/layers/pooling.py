@@ -184,9 +184,17 @@ class EquivariantActivation(nn.Module):
                 chosen = name
             self.names.append(chosen)
         self._fns = [ACTIVATIONS[n].bind(features=True) for n in self.names]
+        self._inplace = [(lambda x, f=ACTIVATIONS[n].inplace_fn, p=ACTIVATIONS[n].default_param: f(x, p))
+                         if ACTIVATIONS[n].inplace_fn is not None else None for n in self.names]
 
-    def forward_folded(self, xs: Sequence[Tensor]) -> list[Tensor]:
-        return [fn(x) for fn, x in zip(self._fns, xs)]
+    def forward_folded(self, xs: Sequence[Tensor], inplace: bool = False) -> list[Tensor]:
+        """``inplace=True`` (for fresh outputs of an :class:`EquivariantLinear`, as the stacks pass
+        them): ReLU overwrites every tensor that is not a view, saving a full-size allocation and
+        write; views (broadcast parts, parameters) are never written."""
+        if not inplace:
+            return [fn(x) for fn, x in zip(self._fns, xs)]
+        return [ip(x) if ip is not None and x._base is None and x.is_contiguous() and not isinstance(x, nn.Parameter) else fn(x)
+                for fn, ip, x in zip(self._fns, self._inplace, xs)]
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
         """Entrywise, so no folding is needed: the activation of each weight and bias tensor."""

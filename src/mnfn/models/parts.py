@@ -114,7 +114,7 @@ class EquivariantStack(nn.Module):
         for i, layer in enumerate(self.layers):
             xs = layer.forward_folded(xs)
             if i < len(self.acts):
-                xs = self.acts[i].forward_folded(xs)
+                xs = self.acts[i].forward_folded(xs, inplace=True)  # the layer's outputs are its own
         return xs
 
 
