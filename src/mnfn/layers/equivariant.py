@@ -308,13 +308,16 @@ class EquivariantLinear(nn.Module):
                 xt = x.transpose(0, 1).reshape(x.shape[1], -1)
                 y = torch.addmm(bias.unsqueeze(-1), w, xt) if bias is not None else torch.mm(w, xt)
                 y = y.view(-1, B, g.hidden_size).transpose(0, 1)
+            elif len(g.outputs) == 1:
+                y = SharedMatmul.apply(w, x, bias, (B, g.outputs[0].features, *g.outputs[0].view))
             else:
                 y = SharedMatmul.apply(w, x, bias)
             r0 = 0
             for ob in g.outputs:
                 part = y[:, r0:r0 + ob.features] if len(g.outputs) > 1 else y
                 r0 += ob.features
-                part = part.reshape(B, ob.features, *ob.view)
+                if tuple(part.shape) != (B, ob.features, *ob.view):
+                    part = part.reshape(B, ob.features, *ob.view)
                 prev = outs[ob.target]
                 if prev is None:
                     eb = self._early_bias.get(ob.target)

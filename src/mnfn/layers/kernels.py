@@ -27,27 +27,42 @@ class SharedMatmul(torch.autograd.Function):
     ``baddbmm(w.expand(B))`` makes ``B`` products with ``K = H`` and a ``(B, F_out, F_in)`` temporary)."""
 
     @staticmethod
-    def forward(ctx, w: Tensor, x: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+    def forward(ctx, w: Tensor, x: Tensor, bias: Tensor | None,  # type: ignore[override]
+                shape: tuple[int, ...] | None = None) -> Tensor:
+        """``shape``: return ``y`` as this ``(B, F_out, *H)`` tensor (a base, not a view of the
+        product, so an activation may overwrite it in place)."""
         ctx.save_for_backward(w, x)
         ctx.has_bias = bias is not None
         wb = w.expand(x.shape[0], *w.shape)
-        return torch.baddbmm(bias.unsqueeze(-1), wb, x) if bias is not None else torch.bmm(wb, x)
+        if shape is None:
+            return torch.baddbmm(bias.unsqueeze(-1), wb, x) if bias is not None else torch.bmm(wb, x)
+        y = x.new_empty(shape)
+        flat = y.view(x.shape[0], w.shape[0], x.shape[2])
+        if bias is not None:
+            torch.baddbmm(bias.unsqueeze(-1), wb, x, out=flat)
+        else:
+            torch.bmm(wb, x, out=flat)
+        return y
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
-        w, x = ctx.saved_tensors
-        B, f_out, h = g.shape
-        gw = gx = gb = None
-        if ctx.needs_input_grad[1]:
-            gx = torch.bmm(w.t().expand(B, *w.t().shape), g)
-        if ctx.needs_input_grad[0]:
-            if h <= _SMALL_HIDDEN:
-                gw = torch.mm(g.transpose(0, 1).reshape(f_out, B * h), x.transpose(0, 1).reshape(-1, B * h).t())
-            else:
-                gw = torch.bmm(g, x.transpose(1, 2)).sum(0)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = g.sum(dim=(0, 2))
-        return gw, gx, gb
+        return (*_shared_matmul_grads(ctx, g.reshape(g.shape[0], g.shape[1], -1)), None)
+
+
+def _shared_matmul_grads(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    w, x = ctx.saved_tensors
+    B, f_out, h = g.shape
+    gw = gx = gb = None
+    if ctx.needs_input_grad[1]:
+        gx = torch.bmm(w.t().expand(B, *w.t().shape), g)
+    if ctx.needs_input_grad[0]:
+        if h <= _SMALL_HIDDEN:
+            gw = torch.mm(g.transpose(0, 1).reshape(f_out, B * h), x.transpose(0, 1).reshape(-1, B * h).t())
+        else:
+            gw = torch.bmm(g, x.transpose(1, 2)).sum(0)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        gb = g.sum(dim=(0, 2))
+    return gw, gx, gb
 
 
 class AccumulateMatmul(torch.autograd.Function):
@@ -65,7 +80,7 @@ class AccumulateMatmul(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
-        gw, gx, _ = SharedMatmul.backward(ctx, g.reshape(g.shape[0], g.shape[1], -1))
+        gw, gx, _ = _shared_matmul_grads(ctx, g.reshape(g.shape[0], g.shape[1], -1))
         return gw, gx, g
 
 
