@@ -178,10 +178,14 @@ class EquivariantLinear(nn.Module):
             for ob in g.outputs:
                 writers[ob.target] += 1
         acc = []
+        taken: set[int] = set()  # one accumulating group per target (size-1 axes make several look full)
         for gi, g in enumerate(self.groups):
             ob = g.outputs[0]
-            acc.append(len(g.outputs) == 1 and g.hidden_size > 1 and writers[ob.target] > 1
-                       and ob.view == self.layouts[ob.target].hidden_sizes)
+            ok = (len(g.outputs) == 1 and g.hidden_size > 1 and writers[ob.target] > 1
+                  and ob.view == self.layouts[ob.target].hidden_sizes and ob.target not in taken)
+            if ok:
+                taken.add(ob.target)
+            acc.append(ok)
         self._accumulate = tuple(acc)
         self._order = tuple(sorted(range(len(self.groups)), key=lambda gi: acc[gi]))
         #: target -> group whose constant is added to that target's first part instead
