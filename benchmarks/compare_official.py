@@ -94,7 +94,7 @@ def _step_fns(model, feats, y, sigmoid_out: bool, opt):
 
 #: operators counted as matrix products in the bounds (their own time, not their children's): the
 #: GEMM family and every convolution forward/backward kernel (the official layers mix channels with convs)
-MATMUL_OPS = re.compile(r"^aten::(mm|bmm|addmm|baddbmm|addbmm|matmul|linear|einsum|mv|dot)$|conv")
+MATMUL_OPS = re.compile(r"^aten::(mm|bmm|addmm|baddbmm|addbmm|matmul|linear|einsum|mv|dot)_?$|conv")
 
 
 def _profiled_ms(fns: dict, reps: int) -> dict:
