@@ -58,7 +58,7 @@ class _OutOfPlaceStack(EquivariantStack):
         return xs
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref", required=True, help="git commit whose layers are the baseline")
     ap.add_argument("--models", default="hnp,np,monomial")
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     tune_malloc()
     old_cls = _old_layer_class(args.ref)
@@ -115,11 +115,14 @@ def main() -> None:
     print(f"{args.spec}, batch {args.batch}, {args.threads} thread(s), {args.reps} interleaved repetitions, "
           f"baseline {args.ref}; median CPU ms per call")
     print(f"{'model':14s} {'train old':>10s} {'new':>8s} {'x':>6s} {'fwd old':>9s} {'new':>8s} {'x':>6s}")
+    result = {}
     for name in args.models.split(","):
         new = [1000 * statistics.median(v) for v in times[(name, "new")]]
         old = [1000 * statistics.median(v) for v in times[(name, "old")]]
         print(f"{name:14s} {old[0]:10.1f} {new[0]:8.1f} {old[0] / new[0]:6.3f} {old[1]:9.1f} {new[1]:8.1f} "
               f"{old[1] / new[1]:6.3f}")
+        result[name] = {"train_ms": {"old": old[0], "new": new[0]}, "forward_ms": {"old": old[1], "new": new[1]}}
+    return result
 
 
 if __name__ == "__main__":

@@ -142,3 +142,19 @@ def test_bench_gemm_script_runs():
     r = mod.run(batch=2, features=8, entries=4, repeats=1)
     assert set(r["layouts"]) == {"bmm", "mm, channels last", "mm, transposed copy"}
     assert all(v["gflops"] > 0 for v in r["layouts"].values()) and r["square_gemm"]["gflops"] > 0
+
+
+def test_bench_layers_ab_script_runs():
+    # the layers against an earlier commit's (here the checkout's own HEAD) in one process
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout: the benchmark reads the baseline layers with git show")
+    spec = importlib.util.spec_from_file_location("bench_layers_ab", root / "benchmarks" / "bench_layers_ab.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = mod.main(["--ref", "HEAD", "--spec", "siren", "--models", "np", "--batch", "2", "--reps", "1"])
+    assert set(r) == {"np"} and all(v > 0 for k in ("train_ms", "forward_ms") for v in r["np"][k].values())
