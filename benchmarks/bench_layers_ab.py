@@ -49,6 +49,19 @@ def _old_layer_class(ref: str) -> type:
     return mod.EquivariantLinear
 
 
+def _swap_layer(mod: EquivariantLinear, old_cls: type) -> None:
+    """Turn ``mod`` into an ``old_cls`` layer holding the same per-term values (layers that kept one
+    parameter per term, ``params.N``, get that storage back)."""
+    values = [p.detach().clone() for p in mod.params]
+    mod.__class__ = old_cls
+    if not isinstance(getattr(old_cls, "params", None), property):
+        for name in ("weights", "extra"):
+            if name in mod._modules:
+                delattr(mod, name)
+        mod.params = torch.nn.ParameterList([torch.nn.Parameter(v) for v in values])
+    mod._build_execution_plan()
+
+
 class _OutOfPlaceStack(EquivariantStack):
     def forward_folded(self, xs):  # the stacks before in-place activations
         for i, layer in enumerate(self.layers):
@@ -84,8 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
             if tag == "old":
                 for mod in model.modules():
                     if isinstance(mod, EquivariantLinear):
-                        mod.__class__ = old_cls
-                        mod._build_execution_plan()
+                        _swap_layer(mod, old_cls)
                     elif isinstance(mod, EquivariantStack):
                         mod.__class__ = _OutOfPlaceStack
             opt = make_optimizer(model.parameters(), lr=1e-3)

@@ -33,8 +33,8 @@ def test_grouped_execution_equals_per_term_einsums(name, preset, bias, wgrad, mo
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     w = [torch.randn_like(b) for b in ref]
-    g_fast = torch.autograd.grad(sum((a * c).sum() for a, c in zip(fast, w)), [*xs, *layer.params])
-    g_ref = torch.autograd.grad(sum((b * c).sum() for b, c in zip(ref, w)), [*xs, *layer.params])
+    g_fast = torch.autograd.grad(sum((a * c).sum() for a, c in zip(fast, w)), [*xs, *layer.parameters()])
+    g_ref = torch.autograd.grad(sum((b * c).sum() for b, c in zip(ref, w)), [*xs, *layer.parameters()])
     for a, b in zip(g_fast, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 

@@ -1,5 +1,7 @@
 """Equivariant linear layers, activations and pooling: exact symmetry and completeness."""
 
+import math
+
 import pytest
 import torch
 
@@ -213,3 +215,29 @@ def test_inplace_activation_never_writes_views_or_inputs():
     for a, b in zip(out1, out2):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
     sum(t.sum() for t in out2).backward()  # autograd accepts the in-place ReLU
+
+
+@pytest.mark.parametrize("preset", ["hnp", "np", "monomial"])
+def test_group_matrices_are_the_parameters_and_old_checkpoints_load(preset):
+    # each zero-free group's block matrix is one parameter and the per-term tensors are views of it;
+    # a checkpoint in the earlier one-parameter-per-term layout (params.N) loads into it
+    spec = SPECS["relu-zoo-cnn"]
+    layer = EquivariantLinear(spec, 2, 3, preset).double()
+    assert len(layer.weights) > 0
+    assert sum(p.numel() for p in layer.parameters()) == sum(math.prod(p.param_shape) for p in layer.plans)
+    n = next(n for n, slot in enumerate(layer._slots) if slot[0] == "w")
+    before = layer.params[n].detach().clone()
+    with torch.no_grad():
+        layer.params[n].add_(1.0)  # a view: writing it writes the layer
+    torch.testing.assert_close(layer.params[n].detach(), before + 1.0, rtol=0, atol=0)
+    old_style = {f"params.{n}": torch.randn_like(p) for n, p in enumerate(layer.params)}
+    fresh = EquivariantLinear(spec, 2, 3, preset).double()
+    fresh.load_state_dict(old_style)
+    for n, p in enumerate(fresh.params):
+        torch.testing.assert_close(p, old_style[f"params.{n}"], rtol=0, atol=0)
+    x = randn_features(spec, 2, 2)
+    ref = fresh.forward_reference(fold(x))
+    for a, b in zip(fresh.forward_folded(fold(x)), ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(WeightSpaceError, match="lacks"):
+        EquivariantLinear(spec, 2, 3, preset).double().load_state_dict({"params.0": old_style["params.0"]})

@@ -39,6 +39,22 @@ def _add(a: Tensor, b: Tensor, compiling: bool) -> Tensor:
     return a + b
 
 
+def _load_per_term_checkpoint(module: "EquivariantLinear", state_dict: dict, prefix: str, *args) -> None:
+    """Read a checkpoint written with one parameter per term (``params.N``) into the grouped storage."""
+    keys = [f"{prefix}params.{n}" for n in range(len(module.terms))]
+    if keys[0] not in state_dict:
+        return
+    missing = [k for k in keys if k not in state_dict]
+    if missing:
+        raise WeightSpaceError(f"checkpoint has per-term parameters but lacks {missing[0]}")
+    old = [state_dict.pop(k) for k in keys]
+    for k, gi in ((k, gi) for gi, k in enumerate(module._group_weight) if k is not None):
+        state_dict[f"{prefix}weights.{k}"] = module._assemble(gi, old)
+    for n, slot in enumerate(module._slots):
+        if slot[0] == "x":
+            state_dict[f"{prefix}extra.{slot[1]}"] = old[n]
+
+
 def fold(features: WeightSpaceFeatures) -> list[Tensor]:
     """``[W1, b1, ...]`` with conv kernels folded into channels: ``(B, C*kh*kw, n_out, n_in)``."""
     out = []
@@ -73,15 +89,20 @@ class EquivariantLinear(nn.Module):
     group allows one). With ``symmetries="monomial"`` a ReLU layer gets the scale rules, a tanh/sin
     layer the sign rules, any other activation the permutation (HNP) rules.
 
-    Parameters: one ``nn.Parameter`` per term, ``self.params[n]`` for ``self.terms[n]``, of shape
+    Parameters: one tensor per term, ``self.params[n]`` for ``self.terms[n]``, of shape
     ``self.plans[n].param_shape`` (``(c_out*k_T, [c_in*k_S], fixed target sizes, fixed source sizes)``)
     and meaning ``self.plans[n].equation`` (:meth:`forward_reference` runs exactly those einsums).
 
     Execution (:meth:`forward_folded`) does not loop over terms: :func:`~mnfn.layers.terms.plan_groups`
     groups the terms that share their matched hidden axes into blocks, and each block is one batched
-    matmul ``(B, F_out, H) = P (F_out, F_in) @ cat(sources) (B, F_in, H)`` whose matrix ``P`` is
-    assembled from the per-term parameters (``F``: channels x kernel x fixed axes, ``H``: hidden
-    axes). The learned constants are added inside the same call (``baddbmm``).
+    matmul ``(B, F_out, H) = P (F_out, F_in) @ cat(sources) (B, F_in, H)`` (``F``: channels x kernel x
+    fixed axes, ``H``: hidden axes). The learned constants are added inside the same call (``baddbmm``).
+
+    Storage: the block matrix ``P`` of a group is itself the ``nn.Parameter`` (``self.weights``), and
+    its terms' tensors are views of its blocks, so no call copies parameters into place (for the zoo
+    HNP's 16 -> 16 layer that copy was ~1M numbers a call). Constants, and the terms of a group with
+    zero blocks, are parameters of their own (``self.extra``). Checkpoints with one parameter per
+    term (``params.N``, the layout before) load unchanged.
     """
 
     def __init__(self, spec: WeightSpaceSpec, c_in: int, c_out: int, symmetries: str | Sequence[str] = "monomial",
@@ -96,9 +117,56 @@ class EquivariantLinear(nn.Module):
             terms = [t for t in terms if t.source is not None]
         self.terms: tuple[Term, ...] = tuple(terms)
         self.plans: tuple[EinsumPlan, ...] = tuple(plan_term(t, self.sites, c_in, c_out) for t in terms)
-        self.params = nn.ParameterList([nn.Parameter(torch.empty(p.param_shape)) for p in self.plans])
         self._build_execution_plan()
+        self._build_storage()
         self.reset_parameters()
+        self._register_load_state_dict_pre_hook(_load_per_term_checkpoint, with_module=True)
+
+    def _build_storage(self) -> None:
+        """``self.weights``: one matrix per zero-free group; ``self.extra``: every other term.
+        ``self._slots[n]``: ``("w", k, r0, c0)`` (term ``n`` is the block at row/column offsets
+        ``r0, c0`` of ``weights[k]``) or ``("x", j)`` (``extra[j]``)."""
+        slots: list[tuple | None] = [None] * len(self.terms)
+        weights, self._group_weight = [], [None] * len(self.groups)
+        for gi, g in enumerate(self.groups):
+            if g.zero_blocks:
+                continue
+            self._group_weight[gi] = len(weights)
+            r0 = 0
+            for ob, row in zip(g.outputs, g.blocks):
+                c0 = 0
+                for ib, n in zip(g.inputs, row):
+                    slots[n] = ("w", len(weights), r0, c0)  # type: ignore[index]
+                    c0 += ib.features
+                r0 += ob.features
+            weights.append(nn.Parameter(torch.empty(g.out_features, g.in_features)))
+        extra = []
+        for n, plan in enumerate(self.plans):
+            if slots[n] is None:
+                slots[n] = ("x", len(extra))
+                extra.append(nn.Parameter(torch.empty(plan.param_shape)))
+        self._slots = tuple(slots)
+        self.weights = nn.ParameterList(weights)
+        self.extra = nn.ParameterList(extra)
+
+    def term_param(self, n: int) -> Tensor:
+        """Term ``n``'s parameter in its own shape (a view into its group's matrix, or its own)."""
+        slot = self._slots[n]
+        if slot[0] == "x":
+            return self.extra[slot[1]]
+        _, k, r0, c0 = slot
+        shape = self.plans[n].param_shape
+        n_t, n_s = self._fixed_counts[n]
+        rows = shape[0] * math.prod(shape[2:2 + n_t])
+        block = self.weights[k][r0:r0 + rows, c0:c0 + math.prod(shape) // rows]
+        p = block.reshape(shape[0], *shape[2:2 + n_t], shape[1], *shape[2 + n_t:])
+        # (o, *p_t, i, *p_s) -> (o, i, *p_t, *p_s): the inverse of :meth:`_term_matrix`
+        return p.permute(0, 1 + n_t, *range(1, 1 + n_t), *range(2 + n_t, 2 + n_t + n_s)) if n_t else p
+
+    @property
+    def params(self) -> tuple[Tensor, ...]:
+        """Every term's parameter, in term order (views: writing them writes the layer)."""
+        return tuple(self.term_param(n) for n in range(len(self.terms)))
 
     # -- planning (once, at construction) ------------------------------------------------------
     def _build_execution_plan(self) -> None:
@@ -200,20 +268,23 @@ class EquivariantLinear(nn.Module):
             if term.source is not None:
                 fan_in[term.target] += plan.fan_in
         with torch.no_grad():
-            for term, plan, p in zip(self.terms, self.plans, self.params):
+            for n, (term, plan) in enumerate(zip(self.terms, self.plans)):
+                p = self.term_param(n)
                 if term.source is None:
                     p.zero_()
                 else:
+                    # drawn contiguous in the term's own shape, then placed: the same numbers for a
+                    # seed whichever way the term is stored
                     bound = math.sqrt(3.0 / max(fan_in[term.target], 1))
-                    p.uniform_(-bound, bound)
+                    p.copy_(torch.empty(plan.param_shape, dtype=p.dtype, device=p.device).uniform_(-bound, bound))
 
     def num_terms(self) -> int:
         return len(self.terms)
 
     # -- execution -----------------------------------------------------------------------------
-    def _term_matrix(self, n: int) -> Tensor:
-        """Parameter of term ``n`` as the matrix ``(F_T, F_S)`` of the grouped layout."""
-        p = self.params[n]
+    def _term_matrix(self, n: int, p: Tensor | None = None) -> Tensor:
+        """Parameter of term ``n`` (or ``p`` in its shape) as the matrix ``(F_T, F_S)`` of the grouped layout."""
+        p = self.term_param(n) if p is None else p
         n_t, n_s = self._fixed_counts[n]
         rows = p.shape[0] * math.prod(p.shape[2:2 + n_t])
         if n_t:  # (o, i, *p_t, *p_s) -> (o, *p_t, i, *p_s)
@@ -224,20 +295,28 @@ class EquivariantLinear(nn.Module):
         """The assembled parameter matrix ``(sum F_out, sum F_in)`` of group ``gi``, applied to the
         sources' means; ``sums=True``: the same map for sources reduced by sums (each input block's
         columns divided by the number of entries it sums)."""
-        g = self.groups[gi]
-        if len(g.blocks) == 1 and len(g.blocks[0]) == 1:
-            m = self._term_matrix(g.blocks[0][0])  # type: ignore[arg-type]
-        else:
-            ref = self.params[next(n for row in g.blocks for n in row if n is not None)]
-            rows = []
-            for ob, row in zip(g.outputs, g.blocks):
-                rows.append(torch.cat([self._term_matrix(n) if n is not None else ref.new_zeros(ob.features, ib.features)
-                                       for ib, n in zip(g.inputs, row)], 1))
-            m = torch.cat(rows, 0)
+        k = self._group_weight[gi]
+        m = self.weights[k] if k is not None else self._assemble(gi)
         if sums and any(inv != 1.0 for inv in self._inv_count[gi]):
             # one product with the columns' 1/N (a buffer) per group, not one per block with a Python float
             m = m * self._column_scale(gi, m)
         return m
+
+    def _assemble(self, gi: int, params: Sequence[Tensor] | None = None) -> Tensor:
+        """Group ``gi``'s block matrix built from per-term tensors (``params``, default the layer's)."""
+        g = self.groups[gi]
+
+        def term(n: int) -> Tensor:
+            return self._term_matrix(n, None if params is None else params[n])
+
+        if len(g.blocks) == 1 and len(g.blocks[0]) == 1:
+            return term(g.blocks[0][0])  # type: ignore[arg-type]
+        ref = term(next(n for row in g.blocks for n in row if n is not None))
+        rows = []
+        for ob, row in zip(g.outputs, g.blocks):
+            rows.append(torch.cat([term(n) if n is not None else ref.new_zeros(ob.features, ib.features)
+                                   for ib, n in zip(g.inputs, row)], 1))
+        return torch.cat(rows, 0)
 
     def _column_scale(self, gi: int, like: Tensor) -> Tensor:
         """The 1/N of each input column of group ``gi``, made exactly in ``like``'s dtype (cached)."""
@@ -255,7 +334,7 @@ class EquivariantLinear(nn.Module):
         if all(e is None for e in entries):
             return None
         g = self.groups[gi]
-        parts = [self.params[e[0]].reshape(-1) if e is not None else self.params[0].new_zeros(ob.features)
+        parts = [self.term_param(e[0]).reshape(-1) if e is not None else self.term_param(0).new_zeros(ob.features)
                  for e, ob in zip(entries, g.outputs)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -335,7 +414,7 @@ class EquivariantLinear(nn.Module):
                     outs[ob.target] = _add(prev, part, compiling)
                     owned[ob.target] = True
         for t, n in self._late_bias:
-            c = self.params[n].reshape(1, -1, *([1] * len(self.layouts[t].hidden)))
+            c = self.term_param(n).reshape(1, -1, *([1] * len(self.layouts[t].hidden)))
             outs[t] = c if outs[t] is None else outs[t] + c
         result = []
         for site, lay, unperm, y in zip(self.sites, self.layouts, self._unpermute, outs):
