@@ -239,7 +239,7 @@ class EquivariantLinear(nn.Module):
     def _plan_accumulation(self) -> None:
         """Groups whose single output is a target's fully matched block, where other groups also
         write that target, run last and add their product *in place* onto the others' sum
-        (``acc.baddbmm_``): one full-size pass per such target instead of one per broadcast part.
+        (:class:`~mnfn.layers.kernels.AccumulateMatmul`): one full-size pass per such target instead of one per broadcast part.
         Their learned constant moves onto the target's first (broadcast, small) part."""
         writers = [0] * len(self.sites)
         for g in self.groups:
@@ -298,7 +298,7 @@ class EquivariantLinear(nn.Module):
         k = self._group_weight[gi]
         m = self.weights[k] if k is not None else self._assemble(gi)
         if sums and any(inv != 1.0 for inv in self._inv_count[gi]):
-            # one product with the columns' 1/N (a buffer) per group, not one per block with a Python float
+            # one product with the columns' 1/N (cached per dtype) per group, not one per block
             m = m * self._column_scale(gi, m)
         return m
 
@@ -311,7 +311,8 @@ class EquivariantLinear(nn.Module):
 
         if len(g.blocks) == 1 and len(g.blocks[0]) == 1:
             return term(g.blocks[0][0])  # type: ignore[arg-type]
-        ref = term(next(n for row in g.blocks for n in row if n is not None))
+        first = next(n for row in g.blocks for n in row if n is not None)
+        ref = self.term_param(first) if params is None else params[first]  # dtype and device of the zeros
         rows = []
         for ob, row in zip(g.outputs, g.blocks):
             rows.append(torch.cat([term(n) if n is not None else ref.new_zeros(ob.features, ib.features)

@@ -193,8 +193,11 @@ class EquivariantActivation(nn.Module):
         write; views (broadcast parts, parameters) are never written."""
         if not inplace:
             return [fn(x) for fn, x in zip(self._fns, xs)]
-        return [ip(x) if ip is not None and x._base is None and x.is_contiguous() and not isinstance(x, nn.Parameter) else fn(x)
-                for fn, ip, x in zip(self._fns, self._inplace, xs)]
+        out = []
+        for fn, ip, x in zip(self._fns, self._inplace, xs):
+            own = ip is not None and x._base is None and x.is_contiguous() and not isinstance(x, nn.Parameter)
+            out.append(ip(x) if own else fn(x))
+        return out
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
         """Entrywise, so no folding is needed: the activation of each weight and bias tensor."""
