@@ -53,6 +53,28 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``mnfn`` command; returns its exit status."""
+    try:
+        code = _main(argv)
+    except BaseException:
+        _leave_process_group()
+        raise
+    if _leave_process_group():
+        # Under torchrun: end without the interpreter's teardown. A gloo thread still alive there
+        # aborts the process ("terminate called without an active exception", rank 1, twice in CI)
+        # even after the group was destroyed; every file was written and closed before this point.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _leave_process_group() -> bool:
+    dist_mod = sys.modules.get("mnfn.distributed")
+    return bool(dist_mod is not None and dist_mod.cleanup())
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     # `mnfn --help` (no command before it) builds only the command list; `mnfn CMD ...` only CMD's options
@@ -88,12 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(exc).split())  # one line, also for multi-line messages (YAML parser errors)
         print(f"mnfn {args.command}: error: {msg}", file=sys.stderr)
         return 2
-    finally:
-        # Leave a torchrun process group before exit: gloo's threads still running at interpreter
-        # shutdown can abort the process ("terminate called without an active exception").
-        dist_mod = sys.modules.get("mnfn.distributed")
-        if dist_mod is not None:
-            dist_mod.cleanup()
 
 
 if __name__ == "__main__":

@@ -120,12 +120,14 @@ def barrier() -> None:
         dist.barrier()
 
 
-def cleanup() -> None:
-    """Leave the process group (if this process joined one)."""
+def cleanup() -> bool:
+    """Leave the process group (if this process joined one); whether it had joined one."""
     global _INFO
-    if dist.is_available() and dist.is_initialized():
+    joined = dist.is_available() and dist.is_initialized()
+    if joined:
         dist.destroy_process_group()
     _INFO = None
+    return joined
 
 
 def _comm_device() -> torch.device:
