@@ -178,6 +178,42 @@ def test_robust_normalize_extreme_magnitudes():
     assert torch.equal(robust_normalize(torch.zeros(2, 3)), torch.zeros(2, 3))
 
 
+def test_fused_normalized_mean_equals_the_composition():
+    # the pool's fused kernel: same values and gradients as normalise-then-mean, in float64,
+    # over magnitudes 1e-3..1e3 per entry, with a zero vector (value 0, gradient 0) and a vector
+    # below eps^2 (exact value, no gradient)
+    from mnfn.layers.kernels import NormalizedMean
+    from mnfn.layers.pooling import _scaled_and_inverse_norm
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 5, 9, dtype=torch.float64) * torch.logspace(-3, 3, 9, dtype=torch.float64)
+    x[0, :, 0] = 0
+    x[1, :, 1] = 1e-40
+    a_in, b_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y, r = _scaled_and_inverse_norm(b_in, 1)
+    ref = (y * r).mean(2)
+    out = NormalizedMean.apply(a_in)
+    g = torch.randn(4, 5, dtype=torch.float64)
+    (out * g).sum().backward()
+    (ref * g).sum().backward()
+    assert ((out - ref).abs().max() / ref.abs().max()) < 1e-14
+    assert ((a_in.grad - b_in.grad).abs().max() / b_in.grad.abs().max()) < 1e-12
+    assert torch.equal(a_in.grad[0, :, 0], torch.zeros(5, dtype=torch.float64))
+    assert torch.equal(a_in.grad[1, :, 1], torch.zeros(5, dtype=torch.float64))
+    z = torch.randn(3, 4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(NormalizedMean.apply, (z,))
+
+
+def test_pool_uses_the_fused_kernel_with_the_same_result():
+    # zoo CNN, scale group: the fused path and the unfused one give the same invariant vector
+    spec = zoo_cnn_spec("relu", channels=6, image_size=8)
+    pool = InvariantPool(spec, 3, "monomial").double()
+    xs = fold(randn_features(spec, 2, 3))
+    fused = pool.forward_folded(xs)
+    pool._pools_all = lambda x, dims: False  # type: ignore[method-assign]
+    assert torch.allclose(fused, pool.forward_folded(xs), rtol=1e-12, atol=1e-14)
+
+
 def test_layer_rejects_wrong_input():
     layer = EquivariantLinear(SPECS["relu-mlp-L3"], 2, 3)
     with pytest.raises(WeightSpaceError, match="channels"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["SharedMatmul", "AccumulateMatmul", "RowColSums", "OuterAdd"]
+__all__ = ["SharedMatmul", "AccumulateMatmul", "RowColSums", "OuterAdd", "NormalizedMean"]
 
 
 #: Below this many matched hidden entries the weight gradient is one GEMM over (batch x hidden)
@@ -59,7 +59,9 @@ def _shared_matmul_grads(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, 
         if h <= _SMALL_HIDDEN:
             gw = torch.mm(g.transpose(0, 1).reshape(f_out, B * h), x.transpose(0, 1).reshape(-1, B * h).t())
         else:
-            gw = torch.bmm(g, x.transpose(1, 2)).sum(0)
+            # a permuted x (the first layer reads the input through a view) makes this product
+            # 2.5x slower than a contiguous copy of it (measured: (144 x 256) @ (256 x 9) per net)
+            gw = torch.bmm(g, x.contiguous().transpose(1, 2)).sum(0)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = g.sum(dim=(0, 2))
     return gw, gx, gb
@@ -136,3 +138,36 @@ class OuterAdd(torch.autograd.Function):
     def backward(ctx, g: Tensor):  # type: ignore[override]
         g_r, g_c = _row_col_sums(g)
         return g_r.unsqueeze(-1), g_c.unsqueeze(-2)
+
+
+class NormalizedMean(torch.autograd.Function):
+    """``mean_e x[:, :, e] / ||x[:, :, e]||`` for ``x (B, C, E)``: the mean over the entries ``e`` of
+    each entry's channel vector normalised to unit length (the scale-invariant pooling), ``(B, C)``.
+
+    Exact for any magnitude: ``y = x / max|x|`` first, then ``x / ||x|| = y r`` with
+    ``r = 1 / ||y||``; the mean is one batched product ``y @ r``. Backward, with ``G`` the
+    gradient of the mean: ``dx_e = (r / m)_e (G - y_e r_e^2 (y_e . G)) / E``, in two passes
+    over ``x``'s size (autograd's backward of the composition makes about ten). A zero vector
+    gives 0 and a zero gradient; a vector with ``max|x| < eps^2`` of the dtype keeps its exact
+    value but gets no gradient (``1 / ||x||`` would overflow), as in
+    :func:`mnfn.layers.pooling.robust_normalize`.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        m = torch.maximum(x.amax(dim=1, keepdim=True), -x.amin(dim=1, keepdim=True))  # (B, 1, E)
+        zero = m == 0
+        y = torch.addcdiv(zero.to(x.dtype), x, m.clamp_min(torch.finfo(x.dtype).tiny))
+        r = (~zero).to(x.dtype) * torch.rsqrt((y * y).sum(dim=1, keepdim=True))
+        ctx.save_for_backward(y, r, m)
+        return torch.bmm(y, r.transpose(1, 2)).squeeze(2) * (1.0 / x.shape[2])
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        y, r, m = ctx.saved_tensors
+        gs = g * (1.0 / y.shape[2])                                   # (B, C)
+        dot = torch.bmm(gs.unsqueeze(1), y)                           # (B, 1, E): y_e . G / E
+        keep = m >= torch.finfo(y.dtype).eps ** 2
+        coef = torch.where(keep, r / m.clamp_min(torch.finfo(y.dtype).tiny), torch.zeros_like(r))  # 1/||x_e||
+        gx = y * (coef * r * r * dot).neg_()
+        return gx.baddbmm_(gs.unsqueeze(2), coef)

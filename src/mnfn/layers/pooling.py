@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..weightspace import ACTIVATIONS, Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
 from .equivariant import fold
+from .kernels import NormalizedMean
 from .terms import TensorSite, resolve_symmetries, tensor_sites
 
 __all__ = ["InvariantPool", "EquivariantActivation", "robust_normalize"]
@@ -125,7 +126,12 @@ class InvariantPool(nn.Module):
         outs = []
         for i, (site, x) in enumerate(zip(self.sites, xs)):
             dims = self.pool_dims[i]
-            if self.normalize[i]:
+            if self.normalize[i] and not self.even[i] and dims and self._pools_all(x, dims):
+                # every axis pooled (or of size 1): normalise and average in one fused function
+                x = NormalizedMean.apply(x.reshape(x.shape[0], x.shape[1], -1))
+                a = self.affine[str(i)]
+                x = torch.addcmul(a[:, 1], x, a[:, 0])
+            elif self.normalize[i]:
                 x, r = _scaled_and_inverse_norm(x, 1)
                 if self.even[i]:
                     x = x.abs()  # before the affine map: a shift would not commute with a sign flip
@@ -142,6 +148,11 @@ class InvariantPool(nn.Module):
                     x = _mean(x, dims)
             outs.append(x.flatten(1))
         return torch.cat(outs, 1)
+
+    @staticmethod
+    def _pools_all(x: Tensor, dims: tuple[int, ...]) -> bool:
+        """Whether every axis of ``x`` but batch and channel is pooled or has size 1."""
+        return all(d in dims or x.shape[d] == 1 for d in range(2, x.dim()))
 
     def forward(self, features: WeightSpaceFeatures) -> Tensor:
         _check_layer_input(features, self.spec, self.channels, "InvariantPool")
