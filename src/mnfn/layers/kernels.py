@@ -87,28 +87,28 @@ class AccumulateMatmul(torch.autograd.Function):
         return gw, gx, g
 
 
-_PAIR_MATRICES: dict[tuple[int, int, torch.dtype, torch.device], Tensor] = {}
+_ONES: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
 
 
-def _pair_matrix(n0: int, n1: int, like: Tensor) -> Tensor:
-    """``M (n0*n1, n0+n1)`` with ``x.view(-1, n0*n1) @ M = [sum_j x_ij, sum_i x_ij]``."""
-    key = (n0, n1, like.dtype, like.device)
-    m = _PAIR_MATRICES.get(key)
-    if m is None:
-        eye0 = torch.eye(n0, dtype=like.dtype, device=like.device)
-        eye1 = torch.eye(n1, dtype=like.dtype, device=like.device)
-        m = torch.cat([eye0.repeat_interleave(n1, 0), eye1.repeat(n0, 1)], 1)
-        _PAIR_MATRICES[key] = m
-    return m
+def _ones(n: int, like: Tensor) -> Tensor:
+    key = (n, like.dtype, like.device)
+    v = _ONES.get(key)
+    if v is None:
+        v = _ONES[key] = torch.ones(n, dtype=like.dtype, device=like.device)
+    return v
 
 
 def _row_col_sums(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Row sums ``(..., n0)`` and column sums ``(..., n1)`` of ``x (..., n0, n1)`` in one read of
-    ``x`` (a GEMM with a 0/1 matrix; two ``sum`` calls read it twice: 1.5x the time on 4.7 MB)."""
+    """Row sums ``(..., n0)`` and column sums ``(..., n1)`` of ``x (..., n0, n1)``: the row sums as one
+    matrix-vector product with ones, the column sums as a reduction over the second-last axis. Both
+    are single memory-bound passes; ``x.sum(-1)`` over the short contiguous axis is 2x slower than
+    either, and one GEMM with a 0/1 ``(n0*n1, n0+n1)`` matrix (the previous kernel) was 1.5x faster
+    than two ``sum`` calls on an AVX-512 Xeon but 2x slower on an AVX2 EPYC: this is 3.5x faster
+    than it there, on ``(32, 144, 16, 16)``."""
     n0, n1 = x.shape[-2:]
-    both = x.reshape(-1, n0 * n1) @ _pair_matrix(n0, n1, x)
     lead = x.shape[:-2]
-    return both[:, :n0].reshape(*lead, n0), both[:, n0:].reshape(*lead, n1)
+    rows = torch.mv(x.reshape(-1, n1), _ones(n1, x)).view(*lead, n0)
+    return rows, x.sum(dim=-2)
 
 
 class RowColSums(torch.autograd.Function):
