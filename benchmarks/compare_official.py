@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from mnfn.io import write_json
+from mnfn.jobs import tune_malloc
 from mnfn.measure import count_flops, gemm_rate
 from mnfn.models import build_model, count_parameters
 from mnfn.weightspace import WeightSpaceFeatures, zoo_cnn_spec
@@ -153,7 +154,11 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     p.add_argument("--no-bounds", dest="bounds", action="store_false", help="skip the FLOP / matmul-time bounds")
     p.add_argument("--bound-reps", type=int, default=10, help="profiled repetitions for the bounds (default 10)")
+    p.add_argument("--tune-malloc", action="store_true",
+                   help="keep freed memory in this process, as every mnfn command does (mnfn.jobs.tune_malloc); "
+                        "both codes run with it")
     args = p.parse_args()
+    tuned = tune_malloc() if args.tune_malloc else None
     if not (args.official / "experiments" / "models.py").is_file():
         raise SystemExit(f"{args.official}: no experiments/models.py; give a checkout of the official Monomial-NFN code")
     torch.manual_seed(0)
@@ -190,7 +195,8 @@ def main() -> None:
                                 "official_ms": 1e3 * ow, "mnfn_cpu_ms": 1e3 * mc, "official_cpu_ms": 1e3 * oc,
                                 "ratio_wall": ow / mw, "ratio_cpu": oc / mc})
     load = os.getloadavg()[0]
-    print(f"batch {args.batch}, float32, {args.reps} interleaved repetitions, load average {load:.2f}")
+    print(f"batch {args.batch}, float32, {args.reps} interleaved repetitions, load average {load:.2f}, "
+          f"allocator {'tuned' if tuned else 'default'}")
     print(f"{'model':<10}{'params mnfn':>13}{'official':>11}")
     for n in names:
         print(f"{n:<10}{params[n]['mnfn']:>13,}{params[n]['official']:>11,}")
@@ -213,7 +219,7 @@ def main() -> None:
         print("(x max@rate: official step / mnfn's matrix-product time, i.e. everything else free; "
               "x max@sq: official step / (mnfn FLOPs at the 2048^3 GEMM rate))")
     if args.json:
-        write_json(args.json, {"batch": args.batch, "reps": args.reps, "load_average": load, "params": params,
+        write_json(args.json, {"batch": args.batch, "reps": args.reps, "load_average": load, "malloc_tuned": bool(tuned), "params": params,
                                "results": results, "bounds": bound_rows, "torch": torch.__version__})
         print(f"wrote {args.json}")
 

@@ -113,7 +113,7 @@ def _row_col_sums(x: Tensor) -> tuple[Tensor, Tensor]:
 
 class RowColSums(torch.autograd.Function):
     """Row sums ``(B, F, n0)`` and column sums ``(B, F, n1)`` of ``x (B, F, n0 * n1)`` read as
-    ``(B, F, n0, n1)``, in one read; the backward writes the gradient once
+    ``(B, F, n0, n1)``, in one call (:func:`_row_col_sums`); the backward writes the gradient once
     (``g_row[..., None] + g_col[..., None, :]``) instead of accumulating two expanded gradients."""
 
     @staticmethod
@@ -128,7 +128,7 @@ class RowColSums(torch.autograd.Function):
 
 class OuterAdd(torch.autograd.Function):
     """``r + c`` for ``r (B, F, n0, 1)`` and ``c (B, F, 1, n1)``; the backward reduces the
-    full-size gradient to both in one read (:func:`_row_col_sums`) instead of two sums."""
+    full-size gradient to both with :func:`_row_col_sums` instead of two ``sum`` calls."""
 
     @staticmethod
     def forward(ctx, r: Tensor, c: Tensor) -> Tensor:  # type: ignore[override]
