@@ -39,6 +39,35 @@ def test_grouped_execution_equals_per_term_einsums(name, preset, bias, wgrad, mo
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name,preset", [("relu-mlp-L3", "monomial"), ("relu-mlp-L3", "hnp"), ("relu-conv-last", "np"),
+                                         ("zoo", "monomial"), ("zoo", "hnp")])
+def test_float32_convolution_products_equal_the_gemms(name, preset, monkeypatch):
+    # float32 on the CPU runs the products as 1x1 convolutions (kernels.CONV_PRODUCTS); the same
+    # layer with the batched GEMMs gives the same outputs and gradients to float32 rounding
+    from mnfn.weightspace import zoo_cnn_spec
+    monkeypatch.setattr(kernels, "_CONV_MIN_K", 1)  # every block, whatever its width
+    monkeypatch.setattr(kernels, "_CONV_MIN_MACS", 1)
+    monkeypatch.setattr(kernels, "allocator_keeps_memory", lambda: True)
+    calls = []
+    real = kernels._conv_product
+    monkeypatch.setattr(kernels, "_conv_product", lambda *a: calls.append(1) or real(*a))
+    spec = zoo_cnn_spec("relu", channels=6, image_size=8) if name == "zoo" else SPECS[name]
+    layer = EquivariantLinear(spec, 3, 4, preset).float()
+    xs = [t.float().requires_grad_() for t in fold(randn_features(spec, 3, 3))]
+    w = None
+    results = []
+    for conv in (True, False):
+        monkeypatch.setattr(kernels, "CONV_PRODUCTS", conv)
+        out = layer.forward_folded(xs)
+        if w is None:
+            w = [torch.randn_like(y) for y in out]
+        grads = torch.autograd.grad(sum((y * c).sum() for y, c in zip(out, w)), [*xs, *layer.parameters()])
+        results.append(([y.detach() for y in out], grads))
+    assert calls or not torch.backends.mkldnn.is_available()
+    for a, b in zip(results[0][0] + list(results[0][1]), results[1][0] + list(results[1][1])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_reductions_are_shared_and_products_accumulate_in_place():
     # the execution plan the equality test above checks: on a hidden conv weight of HNP the total is
     # taken from the row sums, and the full product is added in place onto the broadcast parts

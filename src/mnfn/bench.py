@@ -17,8 +17,8 @@ defaults), on random weights of freshly initialised nets, batch 32, float32, on 
   the Python heap or memory held before the step (parameters, the input batch);
 * parameter count;
 * **roofline**: the FLOPs of the matrix products and convolutions of one train step and one
-  forward (``torch.utils.flop_counter``), and the best rate of a 2048^3 GEMM in this process
-  (:func:`gemm_rate`); their quotient is the *ceiling*, the nets/s no implementation of the same
+  forward (``torch.utils.flop_counter``), and the best rate of a large matrix product in this
+  process (a 2048^3 GEMM, or a 1x1 convolution where oneDNN is faster: :func:`gemm_rate`); their quotient is the *ceiling*, the nets/s no implementation of the same
   model can pass on this machine, and the table shows the fraction of it each model reached.
 
 Every model of one architecture is built in the same process and timed *interleaved* (one train
@@ -403,7 +403,9 @@ def format_report(result: dict[str, Any]) -> str:
     roof = result.get("roofline")
     if roof:
         lines.append("")
-        lines.append(f"roofline: {roof['gemm']} GEMM at {roof['gflops']:.1f} GFLOP/s here ({roof['threads']} thread(s)); "
+        rates = ", ".join(f"{k} {v:.1f}" for k, v in roof.get("rates", {}).items())
+        lines.append(f"roofline: best product {roof['gemm']} at {roof['gflops']:.1f} GFLOP/s here "
+                     f"({roof['threads']} thread(s){'; ' + rates if rates else ''}); "
                      "ceiling = nets/s if every matmul/conv FLOP ran at that rate and nothing else cost time")
         head = (f"{'arch/model':18s} {'train GFLOP':>11s} {'ceiling n/s':>11s} {'reached':>8s} "
                 f"{'fwd GFLOP':>10s} {'ceiling n/s':>11s} {'reached':>8s}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 __all__ = ["settings_diff", "jsonable", "process_map", "progress_bar", "parse_shard", "torch_threads", "apply_threads", "output_lock", "locks_output", "FolderLockedError", "tune_malloc",
-           "malloc_tuned", "MALLOC_ENV",
+           "malloc_tuned", "allocator_keeps_memory", "MALLOC_ENV",
            "refuse_overwrite", "torchrun_shard", "run_sharded", "LOCK_NAME"]
 
 
@@ -166,6 +166,12 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1
 def malloc_tuned() -> dict[str, int] | None:
     """The settings :func:`tune_malloc` applied in this process, or ``None``."""
     return dict(_MALLOC_TUNED) if _MALLOC_TUNED is not None else None
+
+
+def allocator_keeps_memory() -> bool:
+    """Whether this process keeps freed memory: :func:`tune_malloc` ran here, or it was started with
+    the :data:`MALLOC_ENV` variables (the CLI's workers)."""
+    return _MALLOC_TUNED is not None or all(os.environ.get(k) == v for k, v in MALLOC_ENV.items())
 
 
 # --- threads -----------------------------------------------------------------------------------------

@@ -4,13 +4,20 @@ Each computes what a plain composition of torch ops would, with a backward (or a
 forward) that makes fewer full-size passes over the ``(B, F, *hidden)`` tensors: on a CPU these
 passes, not the arithmetic, are what the permutation layers (HNP, NP) spend most of their
 non-GEMM time on. ``tests/test_compile.py`` checks values and gradients against the literal
-per-term einsums in float64.
+per-term einsums in float64, and the float32 CPU products (1x1 convolutions, below) against
+batched GEMMs.
 """
 
 from __future__ import annotations
 
+import math
+import os
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from ..jobs import allocator_keeps_memory
 
 __all__ = ["SharedMatmul", "AccumulateMatmul", "RowColSums", "OuterAdd", "NormalizedMean"]
 
@@ -19,6 +26,52 @@ __all__ = ["SharedMatmul", "AccumulateMatmul", "RowColSums", "OuterAdd", "Normal
 #: instead of per-net products summed over the batch (measured on a 2-core AVX2 CPU: 2.6x faster for
 #: HNP's (304 x 304, H = 16) block; slower for H = 256, where each net's product is large enough).
 _SMALL_HIDDEN = 64
+
+#: float32 products on the CPU run as 1x1 convolutions (oneDNN) rather than batched GEMMs (MKL): the
+#: same sums, as one large product over batch x hidden. On an AVX-512 AMD EPYC (Zen 5), where MKL
+#: keeps to AVX2, the forward plus both gradients of a block ran 1.4-2.1x faster for blocks of at
+#: least ``_CONV_MIN_MACS`` multiply-adds per net and 16 input features (the zoo CNN's hidden
+#: weights), and up to 2x slower for smaller ones (the SIRENs' 32-wide layers), which keep the
+#: GEMMs. Only where the allocator keeps freed memory (:func:`mnfn.jobs.tune_malloc`, which every
+#: ``mnfn`` command applies): otherwise oneDNN's buffers are page-faulted in on every call and the
+#: convolutions ran 2x *slower* than the GEMMs. ``MNFN_CONV_PRODUCTS=0`` (read at import) keeps
+#: the GEMMs everywhere; float64 and CUDA tensors always take them.
+CONV_PRODUCTS = os.environ.get("MNFN_CONV_PRODUCTS", "1") != "0"
+_CONV_MIN_K = 16
+_CONV_MIN_MACS = 300_000
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def _use_conv(x: Tensor, w: Tensor) -> bool:
+    f_out, k = w.shape
+    return (CONV_PRODUCTS and k >= _CONV_MIN_K and f_out * k * x.shape[2] >= _CONV_MIN_MACS
+            and x.dtype == torch.float32 and x.device.type == "cpu" and torch.backends.mkldnn.is_available()
+            and allocator_keeps_memory())
+
+
+def _conv_product(w: Tensor, x: Tensor, bias: Tensor | None, hidden: tuple[int, ...]) -> Tensor:
+    """``w @ x[b] + bias`` for ``x (B, F_in, H)`` as a 1x1 convolution, returned as a fresh
+    ``(B, F_out, *hidden)`` tensor (``prod(hidden) = H``)."""
+    if len(hidden) not in _CONV:
+        hidden = (math.prod(hidden),)
+    nd = len(hidden)
+    xs = x.reshape(x.shape[0], x.shape[1], *hidden)
+    y = _CONV[nd](xs, w.reshape(*w.shape, *([1] * nd)), bias)
+    return y if y.is_contiguous() else y.contiguous()
+
+
+def _conv_grads(w: Tensor, x: Tensor, g: Tensor, need_x: bool, need_w: bool) -> tuple[Tensor | None, Tensor | None]:
+    """Input and weight gradients of :func:`_conv_product` for ``g (B, F_out, H)``, one oneDNN call
+    each (asking for both in one call measured slower)."""
+    w3 = w.unsqueeze(-1)
+    gx = gw = None
+    if need_x:
+        gx = torch.ops.aten.convolution_backward(g, x, w3, None, [1], [0], [1], False, [0], 1,
+                                                 [True, False, False])[0]
+    if need_w:
+        gw = torch.ops.aten.convolution_backward(g, x, w3, None, [1], [0], [1], False, [0], 1,
+                                                 [False, True, False])[1].squeeze(-1)
+    return gx, gw
 
 
 class SharedMatmul(torch.autograd.Function):
@@ -31,6 +84,14 @@ class SharedMatmul(torch.autograd.Function):
                 shape: tuple[int, ...] | None = None) -> Tensor:
         """``shape``: return ``y`` as this ``(B, F_out, *H)`` tensor (a base, not a view of the
         product, so an activation may overwrite it in place)."""
+        ctx.conv = _use_conv(x, w)
+        if ctx.conv:
+            # contiguous (a permuted input would make the convolution, and so every layer after
+            # it, channels-last: 6x slower ReLU backward on mismatched strides)
+            x = x.contiguous()
+            ctx.save_for_backward(w, x)
+            ctx.has_bias = bias is not None
+            return _conv_product(w, x, bias, tuple(shape[2:]) if shape is not None else (x.shape[2],))
         ctx.save_for_backward(w, x)
         ctx.has_bias = bias is not None
         wb = w.expand(x.shape[0], *w.shape)
@@ -53,6 +114,11 @@ def _shared_matmul_grads(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, 
     w, x = ctx.saved_tensors
     B, f_out, h = g.shape
     gw = gx = gb = None
+    if ctx.conv:
+        gx, gw = _conv_grads(w, x, g, ctx.needs_input_grad[1], ctx.needs_input_grad[0])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = g.sum(dim=(0, 2))
+        return gw, gx, gb
     if ctx.needs_input_grad[1]:
         gx = torch.bmm(w.t().expand(B, *w.t().shape), g)
     if ctx.needs_input_grad[0]:
@@ -73,11 +139,17 @@ class AccumulateMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w: Tensor, x: Tensor, acc: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.conv = _use_conv(x, w)
+        if ctx.conv:
+            x = x.contiguous()
         ctx.save_for_backward(w, x)
         ctx.has_bias = False
         flat = acc.view(x.shape[0], w.shape[0], x.shape[2])
-        # the out= form of baddbmm (not baddbmm_): the same in-place product, and FLOP counters see it
-        torch.baddbmm(flat, w.expand(x.shape[0], *w.shape), x, out=flat)
+        if ctx.conv:
+            flat.add_(_conv_product(w, x, None, (x.shape[2],)))
+        else:
+            # the out= form of baddbmm (not baddbmm_): the same in-place product, and FLOP counters see it
+            torch.baddbmm(flat, w.expand(x.shape[0], *w.shape), x, out=flat)
         ctx.mark_dirty(acc)
         return acc
 
