@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..jobs import allocator_keeps_memory
 
-__all__ = ["SharedMatmul", "AccumulateMatmul", "RowColSums", "OuterAdd", "NormalizedMean"]
+__all__ = ["SharedMatmul", "AccumulateMatmul", "RowColSums", "OuterAdd", "NormalizedMean", "max_scaled"]
 
 
 #: Below this many matched hidden entries the weight gradient is one GEMM over (batch x hidden)
@@ -212,6 +212,22 @@ class OuterAdd(torch.autograd.Function):
         return g_r.unsqueeze(-1), g_c.unsqueeze(-2)
 
 
+def max_scaled(x: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(y, r, m)`` with ``x / ||x|| = y * r`` along ``dim``: ``m = max|x|``, ``y = x / m`` (so the
+    squares in the norm stay away from float under/overflow for weights of 1e-15 or 1e30) and
+    ``r = 1 / ||y||``; ``r`` and ``m`` keep ``dim`` with size 1. A zero vector gets ``y = 1`` (one
+    fused ``addcdiv`` pass, no division by zero) and ``r = 0``, so its normalised value is 0."""
+    # amax/amin and a sum of squares: reductions that stay fast whatever the memory layout
+    # (``aminmax`` and ``vector_norm`` over a strided channel axis are several times slower).
+    m = torch.maximum(x.amax(dim=dim, keepdim=True), -x.amin(dim=dim, keepdim=True))
+    zero = m == 0
+    # m is detached: x/||x|| does not depend on m, so its gradient path cancels exactly, and it is
+    # the path that overflows (it divides by m^2, which underflows to 0 for tiny weights).
+    y = torch.addcdiv(zero.to(x.dtype), x, m.detach().clamp_min(torch.finfo(x.dtype).tiny))
+    r = (~zero).to(x.dtype) * torch.rsqrt((y * y).sum(dim=dim, keepdim=True))  # ||y|| >= 1
+    return y, r, m
+
+
 class NormalizedMean(torch.autograd.Function):
     """``mean_e x[:, :, e] / ||x[:, :, e]||`` for ``x (B, C, E)``: the mean over the entries ``e`` of
     each entry's channel vector normalised to unit length (the scale-invariant pooling), ``(B, C)``.
@@ -227,10 +243,7 @@ class NormalizedMean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        m = torch.maximum(x.amax(dim=1, keepdim=True), -x.amin(dim=1, keepdim=True))  # (B, 1, E)
-        zero = m == 0
-        y = torch.addcdiv(zero.to(x.dtype), x, m.clamp_min(torch.finfo(x.dtype).tiny))
-        r = (~zero).to(x.dtype) * torch.rsqrt((y * y).sum(dim=1, keepdim=True))
+        y, r, m = max_scaled(x, 1)
         ctx.save_for_backward(y, r, m)
         return torch.bmm(y, r.transpose(1, 2)).squeeze(2) * (1.0 / x.shape[2])
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..weightspace import ACTIVATIONS, Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
 from .equivariant import fold
-from .kernels import NormalizedMean
+from .kernels import NormalizedMean, max_scaled
 from .terms import TensorSite, resolve_symmetries, tensor_sites
 
 __all__ = ["InvariantPool", "EquivariantActivation", "robust_normalize"]
@@ -44,16 +44,9 @@ def _scaled_and_inverse_norm(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
 
     A zero vector gives ``r = 0``, so its normalised value is 0 *and* its gradient is 0 rather
     than NaN (``x / ||x||`` has no derivative at 0): it is swapped for a vector of ones before the
-    norm (one fused ``addcdiv`` pass), and ``r`` is masked.
+    norm (:func:`mnfn.layers.kernels.max_scaled`), and ``r`` is masked.
     """
-    # amax/amin and a sum of squares: reductions that stay fast whatever the memory layout
-    # (``aminmax`` and ``vector_norm`` over a strided channel axis are several times slower).
-    m = torch.maximum(x.amax(dim=dim, keepdim=True), -x.amin(dim=dim, keepdim=True))  # max |x|
-    zero = m == 0
-    # m is detached: x/||x|| does not depend on m, so its gradient path cancels exactly, and it is
-    # the path that overflows (it divides by m^2, which underflows to 0 for tiny weights).
-    y = torch.addcdiv(zero.to(x.dtype), x, m.detach().clamp_min(torch.finfo(x.dtype).tiny))
-    r = (~zero).to(x.dtype) * torch.rsqrt((y * y).sum(dim=dim, keepdim=True))  # ||y|| >= 1
+    y, r, m = max_scaled(x, dim)
     if torch.is_grad_enabled() and x.requires_grad:
         # d(x/||x||)/dx ~ 1/||x||: for entries near zero (zoo weights reach 1e-42) the backward
         # overflows to inf, then NaN. Their normalised *value* stays exact (invariance untouched);
