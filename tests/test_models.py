@@ -48,6 +48,26 @@ def test_model_respects_what_it_claims(name, spec_name):
     assert rel_err(y_g, target) <= 1e-10
 
 
+@pytest.mark.parametrize("spec_name", ["relu-mlp-L3", "tanh-mlp-L2", "siren"])
+@pytest.mark.parametrize("name", ["monomial-editor", "np-editor", "canon-np-editor"])
+def test_editor_with_a_scale_per_tensor_stays_equivariant(name, spec_name):
+    # NFN's LearnedScale: one learned output scale per weight/bias tensor, set apart so the test sees it
+    spec = SPECS[spec_name]
+    torch.manual_seed(0)
+    model = build_model(name, spec, scale_per_tensor=True, **_cfg(name)).double().eval()
+    scale = (model.editor if name == "canon-np-editor" else model).out_scale
+    with torch.no_grad():
+        scale.copy_(torch.logspace(-3, 0, scale.numel(), dtype=torch.float64))
+    assert scale.numel() == 2 * spec.num_layers
+    x = randn_features(spec, 4)
+    claimed = claimed_symmetries(name, spec)
+    syms = tuple(c if c == f else ("fixed" if c == "fixed" else "perm") for c, f in zip(claimed, spec.neuron_symmetries()))
+    g = sample_element(spec, 4, 3, scale=SCALES, symmetries=syms)
+    with torch.no_grad():
+        y, y_g = model(x), model(g.act(x))
+    assert rel_err(y_g, g.act(y)) <= 1e-10
+
+
 @pytest.mark.parametrize("spec_name", ["relu-mlp-L3", "tanh-zoo-cnn", "siren"])
 @pytest.mark.parametrize("name", ["hnp", "np", "statnn", "mlp"])
 def test_permutation_models_are_not_monomial_invariant(name, spec_name):

@@ -92,11 +92,14 @@ def MonomialNFN(spec: WeightSpaceSpec, **config: Any) -> InvariantNFN:
 class EquivariantEditor(nn.Module):
     """Equivariant layers ``in_channels -> hidden -> 1``: a weight change ``Delta(U)`` with
     ``Delta(gU) = g Delta(U)``, scaled by a learned scalar that starts at ``out_scale`` so the
-    edited network starts close to the input one."""
+    edited network starts close to the input one; with ``scale_per_tensor`` one learned scalar per
+    weight and bias tensor (NFN's ``LearnedScale``). A scalar per tensor commutes with every
+    permutation, scaling and sign flip of its entries, so either keeps the equivariance."""
 
     def __init__(self, spec: WeightSpaceSpec, symmetries: str | Sequence[str] = "monomial", in_channels: int = 1,
                  hidden: Sequence[int] = (16, 16, 16), activation: str = "auto", out_scale: float = 1e-3,
-                 io_embedding: bool | None = None, fourier: int = 0, fourier_scale: float = 3.0) -> None:
+                 io_embedding: bool | None = None, fourier: int = 0, fourier_scale: float = 3.0,
+                 scale_per_tensor: bool = False) -> None:
         super().__init__()
         self.spec = spec
         self.in_channels = in_channels
@@ -108,7 +111,8 @@ class EquivariantEditor(nn.Module):
         self.io_embedding = IOEmbedding(spec, c_in) if io_embedding else None
         self.stack = EquivariantStack(spec, [c_in, *hidden, 1], self.symmetries, activation,
                                        final_activation=False)
-        self.out_scale = nn.Parameter(torch.tensor(float(out_scale)))
+        n = 2 * spec.num_layers if scale_per_tensor else 0
+        self.out_scale = nn.Parameter(torch.full((n,), float(out_scale)) if n else torch.tensor(float(out_scale)))
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
         check_features(features, self.spec, self.in_channels, type(self).__name__, self)
@@ -118,7 +122,8 @@ class EquivariantEditor(nn.Module):
         if self.io_embedding is not None:
             xs = self.io_embedding.forward_folded(xs)
         out = self.stack.forward_folded(xs)
-        return unfold([t * self.out_scale for t in out], features.spec)
+        scales = self.out_scale.unbind() if self.out_scale.dim() else [self.out_scale] * len(out)
+        return unfold([t * c for t, c in zip(out, scales)], features.spec)
 
 
 class CanonHNP(nn.Module):
@@ -157,7 +162,8 @@ class CanonEditor(nn.Module):
 
     def __init__(self, spec: WeightSpaceSpec, inner: str = "np", in_channels: int = 1,
                  hidden: Sequence[int] = (16, 16, 16), activation: str = "auto", out_scale: float = 1e-3,
-                 io_embedding: bool | None = None, fourier: int = 0, fourier_scale: float = 3.0) -> None:
+                 io_embedding: bool | None = None, fourier: int = 0, fourier_scale: float = 3.0,
+                 scale_per_tensor: bool = False) -> None:
         super().__init__()
         if inner not in ("np", "hnp"):
             raise WeightSpaceError(f"canon editor: inner must be 'np' or 'hnp', got {inner!r}")
@@ -168,7 +174,8 @@ class CanonEditor(nn.Module):
         self.canon = Canonicalize(spec)  # parameter-free: resolves and checks the symmetries once
         self.editor = EquivariantEditor(spec, symmetries=inner, in_channels=in_channels, hidden=hidden,
                                         activation=activation, out_scale=out_scale, io_embedding=io_embedding,
-                                        fourier=fourier, fourier_scale=fourier_scale)
+                                        fourier=fourier, fourier_scale=fourier_scale,
+                                        scale_per_tensor=scale_per_tensor)
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
         check_features(features, self.spec, self.in_channels, type(self).__name__, self)
