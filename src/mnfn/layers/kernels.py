@@ -29,9 +29,9 @@ _SMALL_HIDDEN = 64
 
 #: float32 products on the CPU run as 1x1 convolutions (oneDNN) rather than batched GEMMs (MKL): the
 #: same sums, as one large product over batch x hidden. On an AVX-512 AMD EPYC (Zen 5), where MKL
-#: keeps to AVX2, the forward plus both gradients of a block ran 1.4-2.1x faster for blocks of at
+#: keeps to AVX2, the forward plus both gradients of a block ran 1.2-2.1x faster for blocks of at
 #: least ``_CONV_MIN_MACS`` multiply-adds per net and 16 input features (the zoo CNN's hidden
-#: weights), and up to 2x slower for smaller ones (the SIRENs' 32-wide layers), which keep the
+#: weights), and up to 2x slower for smaller ones (32 x 32 blocks over a SIREN layer's 32 neurons), which keep the
 #: GEMMs. Only where the allocator keeps freed memory (:func:`mnfn.jobs.tune_malloc`, which every
 #: ``mnfn`` command applies): otherwise oneDNN's buffers are page-faulted in on every call and the
 #: convolutions ran 2x *slower* than the GEMMs. ``MNFN_CONV_PRODUCTS=0`` (read at import) keeps
