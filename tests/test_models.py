@@ -48,6 +48,12 @@ def test_model_respects_what_it_claims(name, spec_name):
     assert rel_err(y_g, target) <= 1e-10
 
 
+@pytest.mark.parametrize("value", ["yes", 3, None])
+def test_editor_scale_per_tensor_must_be_a_bool(value):
+    with pytest.raises(WeightSpaceError, match="scale_per_tensor must be true or false"):
+        build_model("np-editor", SPECS["siren"], scale_per_tensor=value)
+
+
 @pytest.mark.parametrize("spec_name", ["relu-mlp-L3", "tanh-mlp-L2", "siren"])
 @pytest.mark.parametrize("name", ["monomial-editor", "np-editor", "canon-np-editor"])
 def test_editor_with_a_scale_per_tensor_stays_equivariant(name, spec_name):

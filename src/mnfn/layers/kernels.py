@@ -175,7 +175,7 @@ def _row_col_sums(x: Tensor) -> tuple[Tensor, Tensor]:
     matrix-vector product with ones, the column sums as a reduction over the second-last axis. Both
     are single memory-bound passes; ``x.sum(-1)`` over the short contiguous axis is 2x slower than
     either, and one GEMM with a 0/1 ``(n0*n1, n0+n1)`` matrix (the previous kernel) was 1.5x faster
-    than two ``sum`` calls on an AVX-512 Xeon but 2x slower on an AVX2 EPYC: this is 3.5x faster
+    than two ``sum`` calls on an AVX-512 Xeon but 2x slower on an AMD EPYC Zen 5 (MKL keeps to AVX2 there): this is 3.5x faster
     than it there, on ``(32, 144, 16, 16)``."""
     n0, n1 = x.shape[-2:]
     lead = x.shape[:-2]

@@ -111,6 +111,8 @@ class EquivariantEditor(nn.Module):
         self.io_embedding = IOEmbedding(spec, c_in) if io_embedding else None
         self.stack = EquivariantStack(spec, [c_in, *hidden, 1], self.symmetries, activation,
                                        final_activation=False)
+        if not isinstance(scale_per_tensor, bool):
+            raise WeightSpaceError(f"scale_per_tensor must be true or false, got {scale_per_tensor!r}")
         n = 2 * spec.num_layers if scale_per_tensor else 0
         self.out_scale = nn.Parameter(torch.full((n,), float(out_scale)) if n else torch.tensor(float(out_scale)))
 
