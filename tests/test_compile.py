@@ -56,7 +56,7 @@ def test_float32_convolution_products_equal_the_gemms(name, preset, monkeypatch)
     xs = [t.float().requires_grad_() for t in fold(randn_features(spec, 3, 3))]
     w = None
     results = []
-    for conv in (True, False):
+    for conv in ("1", "0"):
         monkeypatch.setattr(kernels, "CONV_PRODUCTS", conv)
         out = layer.forward_folded(xs)
         if w is None:
@@ -66,6 +66,30 @@ def test_float32_convolution_products_equal_the_gemms(name, preset, monkeypatch)
     assert calls or not torch.backends.mkldnn.is_available()
     for a, b in zip(results[0][0] + list(results[0][1]), results[1][0] + list(results[1][1])):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("vendor,flags,setting,expected", [
+    ("AuthenticAMD", {"avx2", "avx512f"}, "auto", True),   # MKL keeps to AVX2 there, oneDNN does not
+    ("AuthenticAMD", {"avx2"}, "auto", False),             # no AVX-512: nothing for oneDNN to gain
+    ("GenuineIntel", {"avx2", "avx512f"}, "auto", False),  # MKL uses AVX-512 itself
+    ("", set(), "auto", False),                            # no /proc/cpuinfo (macOS, Windows)
+    ("GenuineIntel", {"avx512f"}, "1", True),
+    ("AuthenticAMD", {"avx512f"}, "0", False),
+])
+def test_convolution_products_are_chosen_per_cpu(vendor, flags, setting, expected, monkeypatch):
+    monkeypatch.setattr(kernels, "_cpu_info", lambda: (vendor, flags))
+    monkeypatch.setattr(kernels, "_CONV_HELPS", None)
+    monkeypatch.setattr(kernels, "CONV_PRODUCTS", setting)
+    assert kernels.conv_products_help() is expected
+
+
+def test_convolution_products_setting_is_checked():
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, MNFN_CONV_PRODUCTS="yes")
+    proc = subprocess.run([sys.executable, "-c", "import mnfn.layers"], env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "MNFN_CONV_PRODUCTS must be auto, 0 or 1, got 'yes'" in proc.stderr
 
 
 def test_reductions_are_shared_and_products_accumulate_in_place():
