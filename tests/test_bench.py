@@ -51,6 +51,10 @@ def test_cli_quick_tiny_writes_json(tmp_path, capsys):
         assert 0 < m["train_fraction_of_gemm_rate"]
     assert "roofline" in text and "ceiling" in text
     assert r["config"]["batch"] == 4 and r["machine_before"]["cpus"] >= 1 and len(r["machine_after"]["loadavg"]) == 3
+    # the record says which float32 product path ran (it is chosen per CPU)
+    from mnfn.jobs import allocator_keeps_memory
+    from mnfn.layers.kernels import conv_products_help
+    assert r["machine_before"]["conv_products"] is (conv_products_help() and allocator_keeps_memory())
 
 
 def test_run_bench_default_models_and_data(tmp_path):

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from . import jobs
 from .jobs import torch_threads, tune_malloc
+from .layers.kernels import conv_products_help
 from .measure import (compile_available, compile_model, count_flops, cuda_peak_bytes, gemm_rate, peak_memory_bytes,
                       sync as _sync)
 from .training.optim import make_optimizer
@@ -290,6 +291,8 @@ def _machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "malloc_tuned": jobs.malloc_tuned() is not None or any(k.startswith("MALLOC_") for k in os.environ),
+        # which float32 CPU products ran (1x1 convolutions or GEMMs; layers/kernels.py), set per CPU
+        "conv_products": conv_products_help() and jobs.allocator_keeps_memory(),
         "loadavg": [round(v, 2) for v in load],
     }
 
