@@ -68,19 +68,28 @@ def test_float32_convolution_products_equal_the_gemms(name, preset, monkeypatch)
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("vendor,flags,setting,expected", [
-    ("AuthenticAMD", {"avx2", "avx512f"}, "auto", True),   # MKL keeps to AVX2 there, oneDNN does not
-    ("AuthenticAMD", {"avx2"}, "auto", False),             # no AVX-512: nothing for oneDNN to gain
-    ("GenuineIntel", {"avx2", "avx512f"}, "auto", False),  # MKL uses AVX-512 itself
-    ("", set(), "auto", False),                            # no /proc/cpuinfo (macOS, Windows)
-    ("GenuineIntel", {"avx512f"}, "1", True),
-    ("AuthenticAMD", {"avx512f"}, "0", False),
+@pytest.mark.parametrize("vendor,family,flags,setting,expected", [
+    ("AuthenticAMD", 26, {"avx2", "avx512f"}, "auto", True),   # Zen 5: MKL keeps to AVX2, oneDNN does not
+    ("AuthenticAMD", 25, {"avx2", "avx512f"}, "auto", False),  # Zen 4: half-width AVX-512, GEMMs faster
+    ("AuthenticAMD", 26, {"avx2"}, "auto", False),             # no AVX-512: nothing for oneDNN to gain
+    ("GenuineIntel", 6, {"avx2", "avx512f"}, "auto", False),   # MKL uses AVX-512 itself
+    ("HygonGenuine", 26, {"avx512f"}, "auto", False),          # measured on AMD only
+    ("", -1, set(), "auto", False),                            # no /proc/cpuinfo (macOS, Windows)
+    ("GenuineIntel", 6, {"avx512f"}, "1", True),
+    ("AuthenticAMD", 26, {"avx512f"}, "0", False),
 ])
-def test_convolution_products_are_chosen_per_cpu(vendor, flags, setting, expected, monkeypatch):
-    monkeypatch.setattr(kernels, "_cpu_info", lambda: (vendor, flags))
+def test_convolution_products_are_chosen_per_cpu(vendor, family, flags, setting, expected, monkeypatch):
+    monkeypatch.setattr(kernels, "_cpu_info", lambda: (vendor, family, flags))
     monkeypatch.setattr(kernels, "_CONV_HELPS", None)
     monkeypatch.setattr(kernels, "CONV_PRODUCTS", setting)
     assert kernels.conv_products_help() is expected
+
+
+def test_cpu_info_reads_this_machine():
+    vendor, family, flags = kernels._cpu_info()
+    assert isinstance(vendor, str) and isinstance(family, int) and isinstance(flags, set)
+    if vendor:  # Linux: /proc/cpuinfo names the family and the flags
+        assert family >= 0 and flags
 
 
 def test_convolution_products_setting_is_checked():

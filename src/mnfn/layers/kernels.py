@@ -29,18 +29,19 @@ _SMALL_HIDDEN = 64
 
 #: float32 products on the CPU may run as 1x1 convolutions (oneDNN) rather than batched GEMMs (MKL):
 #: the same sums, as one large product over batch x hidden. Which is faster depends on the CPU. On
-#: an AVX-512 AMD EPYC (Zen 5), where MKL keeps to AVX2 and oneDNN does not, the forward plus both
-#: gradients of a block ran 1.2-2.1x faster for blocks of at least ``_CONV_MIN_MACS`` multiply-adds
-#: per net and 16 input features (the zoo CNN's hidden weights), and up to 2x slower for smaller ones
-#: (32 x 32 blocks over a SIREN layer's 32 neurons), which keep the GEMMs. On an Intel Xeon
-#: (AVX-512 and AMX), where MKL uses AVX-512, whole zoo train steps were 1.2-1.5x *slower* as
-#: convolutions. So ``MNFN_CONV_PRODUCTS`` (read at import) is ``auto`` by default: convolutions only
-#: on a non-Intel x86 CPU with AVX-512 (:func:`conv_products_help`); ``1`` forces them, ``0`` keeps
-#: the GEMMs everywhere. Either way only where the allocator keeps freed memory
-#: (:func:`mnfn.jobs.tune_malloc`, which every ``mnfn`` command applies): otherwise oneDNN's buffers
-#: are page-faulted in on every call and the convolutions ran 2x *slower* than the GEMMs. float64
-#: and CUDA tensors always take the GEMMs. The choice is fixed per machine (no timing), so a seeded
-#: run repeats its numbers.
+#: an AMD EPYC Zen 5 (family 26: full-width AVX-512), where MKL keeps to AVX2 and oneDNN does not,
+#: the forward plus both gradients of a block ran 1.2-2.1x faster for blocks of at least
+#: ``_CONV_MIN_MACS`` multiply-adds per net and 16 input features (the zoo CNN's hidden weights), and
+#: up to 2x slower for smaller ones (32 x 32 blocks over a SIREN layer's 32 neurons), which keep the
+#: GEMMs. On an Intel Xeon (AVX-512 and AMX), where MKL uses AVX-512, whole zoo train steps were
+#: 1.2-1.5x *slower* as convolutions, and on an AMD EPYC Zen 4 (family 25, whose AVX-512 runs on
+#: 256-bit units) 1.1x slower (``benchmarks/bench_products.py``). So ``MNFN_CONV_PRODUCTS`` (read at
+#: import) is ``auto`` by default: convolutions only on an AMD CPU of family 26 or later with
+#: AVX-512 (:func:`conv_products_help`); ``1`` forces them, ``0`` keeps the GEMMs everywhere. Either
+#: way only where the allocator keeps freed memory (:func:`mnfn.jobs.tune_malloc`, which every
+#: ``mnfn`` command applies): otherwise oneDNN's buffers are page-faulted in on every call and the
+#: convolutions ran 2x *slower* than the GEMMs. float64 and CUDA tensors always take the GEMMs. The
+#: choice is fixed per machine (no timing), so a seeded run repeats its numbers.
 CONV_PRODUCTS = os.environ.get("MNFN_CONV_PRODUCTS", "auto").strip().lower()
 if CONV_PRODUCTS not in ("auto", "0", "1"):
     raise ValueError(f"MNFN_CONV_PRODUCTS must be auto, 0 or 1, got {CONV_PRODUCTS!r}")
@@ -49,37 +50,44 @@ _CONV_MIN_MACS = 300_000
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
-def _cpu_info() -> tuple[str, set[str]]:
-    """The CPU's vendor id and feature flags, from ``/proc/cpuinfo`` (empty where there is none)."""
+def _cpu_info() -> tuple[str, int, set[str]]:
+    """The CPU's vendor id, family and feature flags, from ``/proc/cpuinfo`` (empty, -1 and empty
+    where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             head = f.read(1 << 16)
     except OSError:
-        return "", set()
-    vendor, flags = "", set()
+        return "", -1, set()
+    vendor, family, flags = "", -1, set()
     for line in head.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key == "vendor_id" and not vendor:
             vendor = value.strip()
+        elif key == "cpu family" and family < 0:
+            family = int(value) if value.strip().isdigit() else -1
         elif key == "flags" and not flags:
             flags = set(value.split())
-    return vendor, flags
+    return vendor, family, flags
 
 
+#: The first AMD family whose AVX-512 runs on full-width units (Zen 5); Zen 4 (family 25) splits
+#: each 512-bit operation in two, and there the GEMMs were faster.
+_AMD_FULL_AVX512_FAMILY = 26
 _CONV_HELPS: bool | None = None
 
 
 def conv_products_help() -> bool:
     """Whether this machine's float32 CPU products take the 1x1 convolutions: ``MNFN_CONV_PRODUCTS``
-    ``1`` / ``0``, or for ``auto`` an x86 CPU with AVX-512 that is not Intel's (MKL's GEMMs keep to
-    AVX2 there while oneDNN's convolutions use AVX-512; measurements in the comment above)."""
+    ``1`` / ``0``, or for ``auto`` an AMD CPU of family 26 or later (Zen 5) with AVX-512, where MKL's
+    GEMMs keep to AVX2 while oneDNN's convolutions use full-width AVX-512 (measurements in the
+    comment above)."""
     global _CONV_HELPS
     if CONV_PRODUCTS != "auto":
         return CONV_PRODUCTS == "1"
     if _CONV_HELPS is None:
-        vendor, flags = _cpu_info()
-        _CONV_HELPS = bool(vendor) and vendor != "GenuineIntel" and "avx512f" in flags
+        vendor, family, flags = _cpu_info()
+        _CONV_HELPS = vendor == "AuthenticAMD" and family >= _AMD_FULL_AVX512_FAMILY and "avx512f" in flags
     return _CONV_HELPS
 
 
