@@ -55,6 +55,7 @@ def test_cli_quick_tiny_writes_json(tmp_path, capsys):
     from mnfn.jobs import allocator_keeps_memory
     from mnfn.layers.kernels import conv_products_help
     assert r["machine_before"]["conv_products"] is (conv_products_help() and allocator_keeps_memory())
+    assert r["machine_before"]["product_precision"] == "float32"
 
 
 def test_run_bench_default_models_and_data(tmp_path):

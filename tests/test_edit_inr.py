@@ -98,6 +98,21 @@ def test_train_cli_and_metrics(digit_inrs, tiny_config, tmp_path, capsys):
     assert m["test_mse"] > 0 and m["test_mse_unedited"] > m["test_mse_fit"]
 
 
+def test_train_cli_in_mixed_precision(digit_inrs, tiny_config, tmp_path, capsys):
+    # the config key reaches the trainer (bfloat16 products, layers/kernels.py) and is recorded
+    from mnfn.layers import kernels
+    out = tmp_path / "bf16"
+    base = ["train", "edit-inr", "--inrs", str(digit_inrs), "--edit", "dilate", "--model", "np-editor",
+            "--config", str(tiny_config), "--no-progress"]
+    assert main(base + ["--out", str(out), "--set", "product_precision=bfloat16"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["product_precision"] == "bfloat16" and np.isfinite(m["test_mse"])
+    assert kernels.product_precision() == "float32"
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "bad"), "--set", "product_precision=fp8"]) != 0
+    assert "product_precision must be one of" in capsys.readouterr().err
+
+
 def test_zero_editor_scores_the_unedited_mse(digit_inrs):
     cfg = load_config(DEFAULTS, None, ["epochs=0", "val_size=6", "models.monomial-editor.out_scale=0.0",
                                        "models.monomial-editor.hidden=[2]"], open_sections=["models"])

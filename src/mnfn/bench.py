@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from . import jobs
 from .jobs import torch_threads, tune_malloc
-from .layers.kernels import conv_products_help
+from .layers.kernels import conv_products_help, product_precision
 from .measure import (compile_available, compile_model, count_flops, cuda_peak_bytes, gemm_rate, peak_memory_bytes,
                       sync as _sync)
 from .training.optim import make_optimizer
@@ -293,6 +293,7 @@ def _machine() -> dict[str, Any]:
         "malloc_tuned": jobs.malloc_tuned() is not None or any(k.startswith("MALLOC_") for k in os.environ),
         # which float32 CPU products ran (1x1 convolutions or GEMMs; layers/kernels.py), set per CPU
         "conv_products": conv_products_help() and jobs.allocator_keeps_memory(),
+        "product_precision": product_precision(),  # float32, or bfloat16 operands (opt-in mixed precision)
         "loadavg": [round(v, 2) for v in load],
     }
 

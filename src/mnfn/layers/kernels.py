@@ -6,12 +6,20 @@ passes, not the arithmetic, are what the permutation layers (HNP, NP) spend most
 non-GEMM time on. ``tests/test_compile.py`` checks values and gradients against the literal
 per-term einsums in float64, and the float32 CPU products (1x1 convolutions, below) against
 batched GEMMs.
+
+Opt-in mixed precision (``MNFN_PRODUCT_PRECISION=bfloat16`` or :func:`set_product_precision`): the
+large products of float32 layers take bfloat16 operands (each product still accumulates in float32
+inside MKL / oneDNN / cuBLAS) and everything else, activations, pooling, sums, the optimiser, stays
+float32. It changes the numbers (relative error about 1e-2), so it is off by default; float64
+tensors never take it, so the exact float64 equivariance tests are unaffected.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +27,8 @@ from torch import Tensor
 
 from ..jobs import allocator_keeps_memory
 
-__all__ = ["SharedMatmul", "AccumulateMatmul", "RowColSums", "OuterAdd", "NormalizedMean", "max_scaled", "conv_products_help"]
+__all__ = ["SharedMatmul", "AccumulateMatmul", "RowColSums", "OuterAdd", "NormalizedMean", "max_scaled",
+           "conv_products_help", "product_precision", "set_product_precision", "products_in", "PRODUCT_PRECISIONS"]
 
 
 #: Below this many matched hidden entries the weight gradient is one GEMM over (batch x hidden)
@@ -91,6 +100,50 @@ def conv_products_help() -> bool:
     return _CONV_HELPS
 
 
+#: Operand precision of the float32 layers' large products: ``float32`` or ``bfloat16`` (mixed
+#: precision: bfloat16 operands, float32 accumulation and results). bfloat16 runs the products 2-3x
+#: faster where the CPU has bfloat16 dot-product instructions (AVX512_BF16 on AMD Zen 4 / 5, AMX
+#: on Intel Xeon) and on GPUs, and halves the memory they read; ``benchmarks/bench_products.py``
+#: measures it. Read at import from ``MNFN_PRODUCT_PRECISION``; any other value is refused.
+_PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
+PRODUCT_PRECISIONS = tuple(_PRECISIONS)
+_PRODUCT_PRECISION = os.environ.get("MNFN_PRODUCT_PRECISION", "float32").strip().lower()
+if _PRODUCT_PRECISION not in _PRECISIONS:
+    raise ValueError(f"MNFN_PRODUCT_PRECISION must be one of {sorted(_PRECISIONS)}, got {_PRODUCT_PRECISION!r}")
+
+
+def product_precision() -> str:
+    """The operand precision of float32 layers' large products: ``"float32"`` or ``"bfloat16"``."""
+    return _PRODUCT_PRECISION
+
+
+def set_product_precision(name: str) -> str:
+    """Set the operand precision of float32 layers' large products (``"float32"`` or
+    ``"bfloat16"``) for this process; returns the previous setting. Applies to the products that
+    run from then on, forward and backward."""
+    global _PRODUCT_PRECISION
+    if name not in _PRECISIONS:
+        raise ValueError(f"product precision must be one of {sorted(_PRECISIONS)}, got {name!r}")
+    prev, _PRODUCT_PRECISION = _PRODUCT_PRECISION, name
+    return prev
+
+
+@contextmanager
+def products_in(name: str) -> Iterator[None]:
+    """Run the enclosed code with :func:`set_product_precision` ``(name)``, restoring the previous
+    setting afterwards."""
+    prev = set_product_precision(name)
+    try:
+        yield
+    finally:
+        set_product_precision(prev)
+
+
+def _low_dtype(x: Tensor) -> torch.dtype | None:
+    """The dtype a float32 product's operands are cast to (``None``: keep float32)."""
+    return _PRECISIONS[_PRODUCT_PRECISION] if x.dtype == torch.float32 else None
+
+
 def _use_conv(x: Tensor, w: Tensor) -> bool:
     f_out, k = w.shape
     return (conv_products_help() and k >= _CONV_MIN_K and f_out * k * x.shape[2] >= _CONV_MIN_MACS
@@ -123,6 +176,29 @@ def _conv_grads(w: Tensor, x: Tensor, g: Tensor, need_x: bool, need_w: bool) -> 
     return gx, gw
 
 
+def _low_product(w: Tensor, x: Tensor, conv: bool) -> Tensor:
+    """``w @ x[b]`` for low-precision ``w``, ``x (B, F_in, H)``: a ``(B, F_out, H)`` tensor of their dtype."""
+    if conv:
+        return _conv_product(w, x, None, (x.shape[2],))
+    return torch.bmm(w.expand(x.shape[0], *w.shape), x)
+
+
+def _low_shared_matmul(ctx, w: Tensor, x: Tensor, bias: Tensor | None, shape: tuple[int, ...] | None,
+                       low: torch.dtype) -> Tensor:
+    """:class:`SharedMatmul`'s forward with ``low``-precision operands (saved as such for the
+    backward) and a float32 result, the bias added in float32."""
+    wl, xl = w.to(low), x.to(low)
+    ctx.save_for_backward(wl, xl)
+    p = _low_product(wl, xl, ctx.conv)
+    y = x.new_empty(shape if shape is not None else p.shape)
+    flat = y.view(p.shape)
+    if bias is not None:
+        torch.add(p, bias.unsqueeze(-1), out=flat)
+    else:
+        flat.copy_(p)
+    return y
+
+
 class SharedMatmul(torch.autograd.Function):
     """``y[b] = w @ x[b] + bias`` for a weight shared by the batch, with a backward that computes
     ``dw = sum_b dy[b] x[b]^T`` as one GEMM when the hidden size is small (autograd's own backward of
@@ -134,15 +210,17 @@ class SharedMatmul(torch.autograd.Function):
         """``shape``: return ``y`` as this ``(B, F_out, *H)`` tensor (a base, not a view of the
         product, so an activation may overwrite it in place)."""
         ctx.conv = _use_conv(x, w)
+        ctx.has_bias = bias is not None
+        low = _low_dtype(x)
         if ctx.conv:
             # contiguous (a permuted input would make the convolution, and so every layer after
             # it, channels-last: 6x slower ReLU backward on mismatched strides)
             x = x.contiguous()
-            ctx.save_for_backward(w, x)
-            ctx.has_bias = bias is not None
-            return _conv_product(w, x, bias, tuple(shape[2:]) if shape is not None else (x.shape[2],))
+        if low is not None:
+            return _low_shared_matmul(ctx, w, x, bias, shape, low)
         ctx.save_for_backward(w, x)
-        ctx.has_bias = bias is not None
+        if ctx.conv:
+            return _conv_product(w, x, bias, tuple(shape[2:]) if shape is not None else (x.shape[2],))
         wb = w.expand(x.shape[0], *w.shape)
         if shape is None:
             return torch.baddbmm(bias.unsqueeze(-1), wb, x) if bias is not None else torch.bmm(wb, x)
@@ -163,22 +241,26 @@ def _shared_matmul_grads(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, 
     w, x = ctx.saved_tensors
     B, f_out, h = g.shape
     gw = gx = gb = None
-    if ctx.conv:
-        gx, gw = _conv_grads(w, x, g, ctx.needs_input_grad[1], ctx.needs_input_grad[0])
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = g.sum(dim=(0, 2))
-        return gw, gx, gb
-    if ctx.needs_input_grad[1]:
-        gx = torch.bmm(w.t().expand(B, *w.t().shape), g)
-    if ctx.needs_input_grad[0]:
-        if h <= _SMALL_HIDDEN:
-            gw = torch.mm(g.transpose(0, 1).reshape(f_out, B * h), x.transpose(0, 1).reshape(-1, B * h).t())
-        else:
-            # a permuted x (the first layer reads the input through a view) makes this product
-            # 2.5x slower than a contiguous copy of it (measured: (144 x 256) @ (256 x 9) per net)
-            gw = torch.bmm(g, x.contiguous().transpose(1, 2)).sum(0)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = g.sum(dim=(0, 2))
+    low = w.dtype != g.dtype  # mixed precision: the saved operands are low precision, the results float32
+    if low:
+        g = g.to(w.dtype)
+    if ctx.conv:
+        gx, gw = _conv_grads(w, x, g, ctx.needs_input_grad[1], ctx.needs_input_grad[0])
+    else:
+        if ctx.needs_input_grad[1]:
+            gx = torch.bmm(w.t().expand(B, *w.t().shape), g)
+        if ctx.needs_input_grad[0]:
+            if h <= _SMALL_HIDDEN:
+                gw = torch.mm(g.transpose(0, 1).reshape(f_out, B * h), x.transpose(0, 1).reshape(-1, B * h).t())
+            else:
+                # a permuted x (the first layer reads the input through a view) makes this product
+                # 2.5x slower than a contiguous copy of it (measured: (144 x 256) @ (256 x 9) per net)
+                gw = torch.bmm(g, x.contiguous().transpose(1, 2)).sum(0, dtype=torch.float32)
+    if low:
+        gx = gx.float() if gx is not None else None
+        gw = gw.float() if gw is not None else None
     return gw, gx, gb
 
 
@@ -191,12 +273,18 @@ class AccumulateMatmul(torch.autograd.Function):
         ctx.conv = _use_conv(x, w)
         if ctx.conv:
             x = x.contiguous()
-        ctx.save_for_backward(w, x)
         ctx.has_bias = False
         flat = acc.view(x.shape[0], w.shape[0], x.shape[2])
-        if ctx.conv:
+        low = _low_dtype(x)
+        if low is not None:
+            wl, xl = w.to(low), x.to(low)
+            ctx.save_for_backward(wl, xl)
+            flat.add_(_low_product(wl, xl, ctx.conv))
+        elif ctx.conv:
+            ctx.save_for_backward(w, x)
             flat.add_(_conv_product(w, x, None, (x.shape[2],)))
         else:
+            ctx.save_for_backward(w, x)
             # the out= form of baddbmm (not baddbmm_): the same in-place product, and FLOP counters see it
             torch.baddbmm(flat, w.expand(x.shape[0], *w.shape), x, out=flat)
         ctx.mark_dirty(acc)

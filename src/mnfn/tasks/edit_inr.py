@@ -75,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
     "warmup_steps": 0,  # linear learning-rate warm-up over this many optimizer steps
     "lr_schedule": "constant",  # after warm-up: constant or cosine (to 0 at the last step)
+    "product_precision": "float32",  # or bfloat16: mixed-precision products (layers/kernels.py)
     "grad_clip": None,
     "val_size": 0.1,
     "val_from": "end",  # which end of the train split (in image order) validates: end or start
@@ -226,6 +227,7 @@ def train_editor(inrs: str | Path, edit: str, model_name: str, cfg: Mapping[str,
                       batch_size=cfg["batch_size"], eval_batch_size=128, lr=cfg["lr"],
                       weight_decay=cfg["weight_decay"], optimizer=cfg["optimizer"], grad_clip=cfg["grad_clip"],
                       warmup_steps=int(cfg.get("warmup_steps", 0)), lr_schedule=cfg.get("lr_schedule", "constant"),
+                      product_precision=cfg.get("product_precision", "float32"),
                       seed=seed, out_dir=out_dir, resume=resume, progress=progress,
                       device=None if device == "auto" else device, config=run_cfg, stop_after=stop_after,
                       desc=f"{TASK} {edit} {model_name} s{seed}")

@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "optimizer": "adam",
     "grad_clip": 0.0,             # 0: no clipping
+    "product_precision": "float32",  # or bfloat16: mixed-precision products (layers/kernels.py)
     "loss": "bce",                # bce (sigmoid output, the paper) or mse (on the sigmoid output)
     "steps": "final",             # checkpoints used: final | all | comma-separated steps ("2,3")
     "val_fraction": 0.2,
@@ -209,7 +210,8 @@ def train_predict_gen(zoo: str | Path, model: str, activation: str, cfg: Mapping
                       grad_clip=float(cfg["grad_clip"]) or None, seed=seed, out_dir=out, select=cfg["select"],
                       resume=not restart, progress=progress, device=device, config=run_cfg,
                       stop_after=stop_after, desc=f"{model} {activation} {train_augment or 'none'} s{seed}",
-                      on_nonfinite=cfg["on_nonfinite"], verbose=verbose_epochs)
+                      on_nonfinite=cfg["on_nonfinite"], verbose=verbose_epochs,
+                      product_precision=cfg.get("product_precision", "float32"))
     fit = trainer.fit()
     result: dict[str, Any] = {
         "task": TASK, "zoo": str(zoo), "model": model, "activation": activation,

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from .. import distributed as D
 from ..io import load_torch, save_torch
+from ..layers.kernels import PRODUCT_PRECISIONS, products_in
 from ..jobs import apply_threads, output_lock, progress_bar, settings_diff  # noqa: F401  (apply_threads: re-exported)
 from .batches import ArrayData, as_data, default_forward, to_device
 from .checkpoints import (CHECKPOINT_BEST, CHECKPOINT_LAST, CHECKPOINT_VERSION, LAST_KEYS, LOG_FILE, FitResult, _check_keys,
@@ -103,7 +104,7 @@ class Trainer:
                  config: Mapping[str, Any] | None = None, find_unused_parameters: bool | None = None,
                  stop_after: int | None = None, desc: str = "train", collate: Callable | None = None,
                  on_nonfinite: str = "raise", verbose: bool = False, warmup_steps: int = 0,
-                 lr_schedule: str = "constant") -> None:
+                 lr_schedule: str = "constant", product_precision: str = "float32") -> None:
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         if batch_size < 1:
@@ -133,6 +134,11 @@ class Trainer:
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
         self.warmup_steps, self.lr_schedule = warmup_steps, lr_schedule
+        if product_precision not in PRODUCT_PRECISIONS:
+            raise ValueError(f"product_precision must be one of {PRODUCT_PRECISIONS}, got {product_precision!r}")
+        # operand precision of the equivariant layers' large products while this trainer trains and
+        # evaluates (bfloat16: mixed precision, layers/kernels.py); restored afterwards
+        self.product_precision = product_precision
         self.seed = int(seed)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.select = select
@@ -243,7 +249,8 @@ class Trainer:
 
     def evaluate(self, data: Any, model: nn.Module | None = None, prefix: str = "") -> dict[str, float]:
         """``{prefix+"loss": ..., prefix+metric: ...}`` over all of ``data``."""
-        p, t, loss = self.predict(data, model)
+        with products_in(self.product_precision):
+            p, t, loss = self.predict(data, model)
         out = {prefix + "loss": loss}
         if p is not None and self.metric_fns:
             out.update({prefix + k: v for k, v in compute_metrics(self.metric_fns, p, t).items()})
@@ -317,10 +324,11 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train (resuming from ``last.pt`` when allowed); the output folder is locked meanwhile
         (:func:`mnfn.jobs.output_lock`: a second trainer writing the same folder is refused)."""
-        if self.out_dir is None or not self.dist.is_main:
-            return self._fit()
-        with output_lock(self.out_dir, "a training run"):
-            return self._fit()
+        with products_in(self.product_precision):
+            if self.out_dir is None or not self.dist.is_main:
+                return self._fit()
+            with output_lock(self.out_dir, "a training run"):
+                return self._fit()
 
     def _fit(self) -> FitResult:
         if self.out_dir is not None and self.dist.is_main:
