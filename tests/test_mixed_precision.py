@@ -38,6 +38,7 @@ MODELS = [("monomial", "zoo", {"out_dim": 1}), ("np", "zoo", {"out_dim": 1}), ("
 @pytest.mark.parametrize("conv", ["0", "1"])
 @pytest.mark.parametrize("name,kind,cfg", MODELS)
 def test_bfloat16_products_are_close_to_float32(name, kind, cfg, conv, monkeypatch):
+    monkeypatch.setattr(kernels, "_LOW_MIN_MACS", 1)  # every product, whatever its size
     monkeypatch.setattr(kernels, "CONV_PRODUCTS", conv)
     if conv == "1":  # every large-enough block as a 1x1 convolution, whatever the allocator
         monkeypatch.setattr(kernels, "allocator_keeps_memory", lambda: True)
@@ -90,14 +91,21 @@ def test_trainer_trains_in_bfloat16_and_restores_the_setting(tmp_path):
     real = kernels._low_dtype
     torch.manual_seed(0)
     model = build_model("monomial", spec, out_dim=1)
+    kernels._LOW_MIN_MACS, min_macs = 1, kernels._LOW_MIN_MACS
     trainer = Trainer(model, F.mse_loss, ArrayData(x, y), ArrayData(x[:8], y[:8]), epochs=2, batch_size=8,
                       progress=False, out_dir=tmp_path, product_precision="bfloat16")
     try:
-        kernels._low_dtype = lambda t: seen.append(real(t)) or real(t)
+        kernels._low_dtype = lambda t, w: seen.append(real(t, w)) or real(t, w)
         res = trainer.fit()
         ev = trainer.evaluate(ArrayData(x, y))
     finally:
-        kernels._low_dtype = real
+        kernels._low_dtype, kernels._LOW_MIN_MACS = real, min_macs
     assert res.completed and torch.isfinite(torch.tensor(ev["loss"]))
     assert seen and all(d == torch.bfloat16 for d in seen)  # every float32 product, training and evaluation
+    kernels.set_product_precision("bfloat16")
+    try:  # small products stay float32 (casting them costs what bfloat16 saves)
+        assert kernels._low_dtype(torch.zeros(24, 1, 4), torch.zeros(4, 1)) is None
+        assert kernels._low_dtype(torch.zeros(2, 256, 256), torch.zeros(64, 256)) == torch.bfloat16
+    finally:
+        kernels.set_product_precision("float32")
     assert kernels.product_precision() == "float32"

@@ -139,9 +139,17 @@ def products_in(name: str) -> Iterator[None]:
         set_product_precision(prev)
 
 
-def _low_dtype(x: Tensor) -> torch.dtype | None:
-    """The dtype a float32 product's operands are cast to (``None``: keep float32)."""
-    return _PRECISIONS[_PRODUCT_PRECISION] if x.dtype == torch.float32 else None
+#: Products with fewer multiply-adds per net stay float32 in the bfloat16 mode: casting their operands
+#: costs about what the faster product saves (measured on an AMD EPYC Zen 4: ``(160 x 160) @ (160 x 16)``
+#: per net, HNP's and NP's small blocks, was no faster in bfloat16).
+_LOW_MIN_MACS = 1_000_000
+
+
+def _low_dtype(x: Tensor, w: Tensor) -> torch.dtype | None:
+    """The dtype a float32 product ``w @ x[b]``'s operands are cast to (``None``: keep float32)."""
+    if x.dtype != torch.float32 or _PRODUCT_PRECISION == "float32" or w.shape[0] * w.shape[1] * x.shape[2] < _LOW_MIN_MACS:
+        return None
+    return _PRECISIONS[_PRODUCT_PRECISION]
 
 
 def _use_conv(x: Tensor, w: Tensor) -> bool:
@@ -211,7 +219,7 @@ class SharedMatmul(torch.autograd.Function):
         product, so an activation may overwrite it in place)."""
         ctx.conv = _use_conv(x, w)
         ctx.has_bias = bias is not None
-        low = _low_dtype(x)
+        low = _low_dtype(x, w)
         if ctx.conv:
             # contiguous (a permuted input would make the convolution, and so every layer after
             # it, channels-last: 6x slower ReLU backward on mismatched strides)
@@ -275,7 +283,7 @@ class AccumulateMatmul(torch.autograd.Function):
             x = x.contiguous()
         ctx.has_bias = False
         flat = acc.view(x.shape[0], w.shape[0], x.shape[2])
-        low = _low_dtype(x)
+        low = _low_dtype(x, w)
         if low is not None:
             wl, xl = w.to(low), x.to(low)
             ctx.save_for_backward(wl, xl)
