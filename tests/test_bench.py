@@ -165,3 +165,34 @@ def test_bench_layers_ab_script_runs():
     spec.loader.exec_module(mod)
     r = mod.main(["--ref", "HEAD", "--spec", "siren", "--models", "np", "--batch", "2", "--reps", "1"])
     assert set(r) == {"np"} and all(v > 0 for k in ("train_ms", "forward_ms") for v in r["np"][k].values())
+
+
+def test_bench_products_script_runs(tmp_path):
+    # conv / GEMM / bfloat16 products of the same models in one process, and the setting restored
+    import importlib.util
+    from pathlib import Path
+
+    from mnfn.layers import kernels
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_products.py"
+    spec = importlib.util.spec_from_file_location("bench_products", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "p.json"
+    r = mod.main(["--spec", "siren", "--models", "np,np-editor", "--batch", "2", "--reps", "1", "--width", "8",
+                  "--json", str(out)])
+    assert set(r["models"]) == {"np", "np-editor"} and json.loads(out.read_text())["auto"] in ("GEMMs", "convolutions")
+    for m in r["models"].values():
+        assert set(m["train_ms"]) == {"conv", "gemm", "bf16"} and all(v > 0 for v in m["forward_ms"].values())
+    assert kernels.product_precision() == "float32" and kernels.CONV_PRODUCTS == "auto"
+    with pytest.raises(SystemExit):
+        mod.main(["--reps", "0"])
+
+
+def test_bench_roofline_takes_the_bfloat16_rate_with_bfloat16_products(tmp_path, capsys):
+    from mnfn.layers import kernels
+    out = tmp_path / "bench.json"
+    with kernels.products_in("bfloat16"):
+        assert main(["bench", "--quick", "--specs", "siren", "--models", "monomial", "--repeats", "1", "--warmup", "0",
+                     "--batch", "2", "--no-data", "--no-memory", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["machine_before"]["product_precision"] == "bfloat16" and "bfloat16" in r["roofline"]["gemm"]

@@ -323,7 +323,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
         result["malloc"] = tune_malloc()
     with torch_threads(cfg.threads):
         result["machine_before"] = _machine()
-        result["roofline"] = gemm_rate(dtype=getattr(torch, cfg.dtype), device=cfg.device)
+        # with bfloat16 products (MNFN_PRODUCT_PRECISION) the ceiling is a bfloat16 product's rate
+        low = cfg.dtype == "float32" and product_precision() == "bfloat16"
+        result["roofline"] = gemm_rate(dtype=torch.bfloat16 if low else getattr(torch, cfg.dtype), device=cfg.device)
         if torch.device(cfg.device).type == "cuda":
             result["machine_before"]["gpu"] = torch.cuda.get_device_name(torch.device(cfg.device))
         result["models"] = {}
