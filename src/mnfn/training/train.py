@@ -89,7 +89,9 @@ class Trainer:
     log's ``skipped_steps``) — a workaround, never silent. ``find_unused_parameters`` (DDP):
     ``None`` decides by a probe (:meth:`unused_parameters`). ``verbose``: one line per epoch on
     stdout (for logs of runs without a progress bar). ``config``: a JSON-able dict stored in checkpoints; a
-    resume with a different config (apart from ``epochs``) is refused.
+    resume with a different config (apart from ``epochs``) is refused. ``product_precision``:
+    ``"bfloat16"`` runs the equivariant layers' large products with bfloat16 operands (float32
+    results) while this trainer trains and evaluates (:func:`mnfn.layers.kernels.set_product_precision`).
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[Any, Any], Tensor], train_data: Any,
