@@ -265,7 +265,7 @@ def _shared_matmul_grads(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, 
             else:
                 # a permuted x (the first layer reads the input through a view) makes this product
                 # 2.5x slower than a contiguous copy of it (measured: (144 x 256) @ (256 x 9) per net)
-                gw = torch.bmm(g, x.contiguous().transpose(1, 2)).sum(0, dtype=torch.float32)
+                gw = torch.bmm(g, x.contiguous().transpose(1, 2)).sum(0, dtype=torch.float32 if low else None)
     if low:
         gx = gx.float() if gx is not None else None
         gw = gw.float() if gw is not None else None
