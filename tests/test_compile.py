@@ -39,6 +39,27 @@ def test_grouped_execution_equals_per_term_einsums(name, preset, bias, wgrad, mo
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("preset", ["hnp", "np"])
+def test_pooled_sources_scaled_on_either_operand(preset):
+    # a group reading pooled sums takes its 1/N on the matrix or on the input, whichever is smaller
+    # (it depends on the batch): both ways give the per-term einsums' outputs and gradients
+    spec = SPECS["relu-zoo-cnn"]
+    layer = EquivariantLinear(spec, 2, 3, preset).double()
+    scaled = [g for gi, g in enumerate(layer.groups) if layer._scaled[gi]]
+    for batch in (1, 40):
+        on_input = [batch * g.hidden_size < g.out_features for g in scaled]
+        assert any(on_input) and (batch == 1 or not all(on_input))
+        xs = [t.requires_grad_() for t in fold(randn_features(spec, batch, 2))]
+        fast, ref = layer.forward_folded(xs), layer.forward_reference(xs)
+        for a, b in zip(fast, ref):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        w = [torch.randn_like(b) for b in ref]
+        g_fast = torch.autograd.grad(sum((a * c).sum() for a, c in zip(fast, w)), [*xs, *layer.parameters()])
+        g_ref = torch.autograd.grad(sum((b * c).sum() for b, c in zip(ref, w)), [*xs, *layer.parameters()])
+        for a, b in zip(g_fast, g_ref):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("name,preset", [("relu-mlp-L3", "monomial"), ("relu-mlp-L3", "hnp"), ("relu-conv-last", "np"),
                                          ("zoo", "monomial"), ("zoo", "hnp")])
 def test_float32_convolution_products_equal_the_gemms(name, preset, monkeypatch):

@@ -202,6 +202,7 @@ class EquivariantLinear(nn.Module):
         self._inv_count: tuple[tuple[float, ...], ...] = tuple(
             tuple(1.0 / math.prod(self.layouts[ib.source].hidden_sizes[r] for r in ib.reduce) for ib in g.inputs)
             for g in self.groups)
+        self._scaled = tuple(any(inv != 1.0 for inv in invs) for invs in self._inv_count)
         self._plan_reductions()
         self._plan_accumulation()
         self._column_scales: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
@@ -297,7 +298,7 @@ class EquivariantLinear(nn.Module):
         columns divided by the number of entries it sums)."""
         k = self._group_weight[gi]
         m = self.weights[k] if k is not None else self._assemble(gi)
-        if sums and any(inv != 1.0 for inv in self._inv_count[gi]):
+        if sums and self._scaled[gi]:
             # one product with the columns' 1/N (cached per dtype) per group, not one per block
             m = m * self._column_scale(gi, m)
         return m
@@ -371,7 +372,14 @@ class EquivariantLinear(nn.Module):
                 x = reduced[(ib.source, ib.reduce)] if ib.reduce else feats[ib.source]
                 parts.append(x if x.shape == (B, ib.features, g.hidden_size) else x.reshape(B, ib.features, g.hidden_size))
             x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-            w = self.group_matrix(gi, sums=True)
+            # Sums, not means, reach the product: the 1/N of each input column goes onto whichever
+            # operand is smaller, the (F_out, F_in) matrix or the (B, F_in, H) input (for HNP's
+            # fully pooled group, 800 x 800 against 32 x 800: one pass over 25x fewer numbers).
+            if self._scaled[gi] and B * g.hidden_size < g.out_features:
+                w = self.group_matrix(gi)
+                x = x * self._column_scale(gi, x).reshape(1, -1, 1)
+            else:
+                w = self.group_matrix(gi, sums=True)
             if self._accumulate[gi] and not compiling:
                 ob = g.outputs[0]
                 prev = outs[ob.target]
