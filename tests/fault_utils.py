@@ -1,4 +1,4 @@
-"""Helpers for the fault suite (tests/test_faults.py): an in-process CLI runner, killable CLI
+"""Helpers for the fault suite (tests/test_faults_*.py): an in-process CLI runner, killable CLI
 processes, checks that every file under its final name is whole, and file mutations.
 
 Killable processes: :class:`ForkServer` imports torch and mnfn once and forks one child per
@@ -308,3 +308,62 @@ def json_edit(path: Path, fn: Callable[[Any], Any]) -> None:
     obj = json.loads(path.read_text())
     fn(obj)
     path.write_text(json.dumps(obj))
+
+
+# --- shared pieces of the fault modules (tests/test_faults_*.py) ---------------------------------
+
+def xfail(reason: str) -> Any:
+    """A strict xfail: the case turns into a failure as soon as the fault is handled."""
+    import pytest
+
+    return pytest.mark.xfail(reason=reason, strict=True)
+
+
+def raises(fn: Callable[[], Any], exc: type[BaseException], *needles: str) -> str:
+    """Assert ``fn()`` raises ``exc`` whose message contains every needle; return the message."""
+    import pytest
+
+    with pytest.raises(exc) as ei:
+        fn()
+    msg = str(ei.value)
+    for n in needles:
+        assert n in msg, f"error lacks {n!r}: {msg!r}"
+    return msg
+
+
+ZOO_NETS = 16
+
+
+def cached_zoo(request: Any, tmp_path_factory: Any) -> Path:
+    """16 digits CNNs (ReLU and tanh), checkpoints at steps 0, 1, 2, kept in pytest's cache across runs
+    (and shared by the fault modules). Callers never modify it: every fault works on a copy."""
+    import dataclasses
+
+    from mnfn.data import zoo as Z
+
+    cache = getattr(request.config, "cache", None)
+    base = Path(cache.mkdir("mnfn-faults")) if cache is not None else tmp_path_factory.mktemp("faults")
+    out = base / "zoo-digits-16-e2"
+    if not (out / "zoo.json").is_file():
+        recipe = dataclasses.replace(Z.default_recipe("digits"), epochs=2)
+        Z.make_zoo(out, "digits", ZOO_NETS, seed=0, recipe=recipe, progress=False)
+    return out
+
+
+# predict-gen settings small enough for a 2-core CPU (1 epoch of a tiny Monomial-NFN).
+PG_SET = ["--set", "epochs=1", "--set", "steps=1,2", "--set", "split_seed=4", "--set", "models.monomial.hidden=[4,4]",
+          "--set", "models.monomial.head=[8]", "--set", "eval_batch_size=64", "--set", "test_scales=[10.0,1000000.0]"]
+
+
+def pg_argv(zoo_dir: Path, out: Path, *extra: str) -> list[str]:
+    """``mnfn train predict-gen`` on ``zoo_dir`` into ``out`` with :data:`PG_SET` (and ``extra``)."""
+    return ["train", "predict-gen", "--zoo", str(zoo_dir), "--model", "monomial", "--activation", "relu",
+            "--out", str(out), "--no-progress", "--threads", "1", *PG_SET, *extra]
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    """Copy folder ``src`` to ``dst`` (which must not exist) and return ``dst``."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst

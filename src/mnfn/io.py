@@ -42,7 +42,7 @@ def _umask() -> int:
     return old
 
 
-#: Test hook of the kill tests (tests/test_faults.py): ``MNFN_STOP_BEFORE_RENAME="PATTERN:N"`` makes
+#: Test hook of the kill tests (tests/test_faults_kill.py): ``MNFN_STOP_BEFORE_RENAME="PATTERN:N"`` makes
 #: a process stop itself (``SIGSTOP``) right before its N-th rename onto a final file whose name
 #: matches the glob ``PATTERN`` (the temporary file is complete, the final name not yet written),
 #: after printing ``mnfn: stopped before renaming ... onto PATH`` to stderr. A killer that sees the
