@@ -36,4 +36,5 @@ def test_readme_walkthrough_runs_in_order(tmp_path, monkeypatch, capsys, one_thr
         assert not caught, f"`mnfn {shlex.join(argv)}` warned: {[str(w.message)[:200] for w in caught]}"
     # each command that writes says where
     assert (tmp_path / "runs/walk/curve/learning_curve.png").is_file()
+    assert (tmp_path / "runs/walk/curve/epochs.png").is_file()
     assert (tmp_path / "runs/walk/predict-gen/metrics.json").is_file()
