@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 __all__ = ["STOP_ENV", "WriteError", "npz_shapes", "atomic_path", "atomic_open", "write_json", "read_json", "save_npz", "load_npz",
-           "save_torch", "load_torch", "DataFormatError"]
+           "save_torch", "load_torch", "save_png", "DataFormatError"]
 
 
 class DataFormatError(ValueError):
@@ -102,6 +102,19 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def save_png(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Lay out a matplotlib figure, write it atomically as a PNG (parent folders created) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+    return path
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import distributed as D
-from ..io import atomic_open, atomic_path, read_json, write_json
+from ..io import atomic_open, read_json, save_png, write_json
 from ..jobs import parse_shard
 from ..models import model_entry
 from .config import add_config_arguments, config_digest
@@ -280,7 +280,7 @@ def save_bar_chart(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_l
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars stay visible
-    _save_png(fig, path)
+    save_png(fig, path)
 
 
 def write_reports(out: Path, heading: str, rows: Sequence[Mapping[str, Any]], payload: Mapping[str, Any], *,
@@ -415,19 +415,7 @@ def save_curve_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], metric_
                        bbox_to_anchor=(1.0, 1.0))
     if title:
         fig.suptitle(title, fontsize=9)
-    _save_png(fig, path)
-
-
-def _save_png(fig: Any, path: str | Path) -> None:
-    """Lay out, write atomically (110 dpi) and close a matplotlib figure."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def write_curve_reports(out: Path, heading: str, rows: Sequence[Mapping[str, Any]], payload: Mapping[str, Any], *,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import DataFormatError, atomic_path, read_json
+from ..io import DataFormatError, read_json, save_png
 from .checkpoints import LOG_FILE
 
 __all__ = ["RunHistory", "find_runs", "read_history", "summarize", "format_table", "plot_histories",
@@ -203,13 +203,7 @@ def plot_histories(runs: Sequence[RunHistory], path: str | Path, metrics: Sequen
         ax.grid(True, alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     axes[0][-1].legend(handles, labels, fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def _xs(run: RunHistory, x: str) -> list[float]:
