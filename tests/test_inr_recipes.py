@@ -222,7 +222,7 @@ def test_curve_plot_keeps_one_colour_per_model_and_names_every_model(tmp_path, m
     from mnfn.training import grid
 
     figs = []
-    monkeypatch.setattr(grid, "_save_png", lambda fig, path: figs.append(fig))
+    monkeypatch.setattr(grid, "save_png", lambda fig, path: figs.append(fig))
     row = {"std": 0.0, "n": 1}
     rows = [{**row, "set": "a", "model": m, "n_train": n, "mean": 0.5} for m in ("m1", "m2", "m3") for n in (10, 100)]
     rows += [{**row, "set": "b", "model": m, "n_train": 100, "mean": 0.4} for m in ("m3", "m1")]
