@@ -9,7 +9,7 @@ import pytest
 
 from mnfn.cli import main
 from mnfn.io import DataFormatError, write_json
-from mnfn.training.history import MAX_LOG_BYTES, find_runs, format_table, read_history, summarize
+from mnfn.training.history import MAX_LOG_BYTES, find_runs, format_table, read_history, run_colours, summarize
 
 
 def _log(folder, rows, metrics=None):
@@ -100,3 +100,13 @@ def test_cli_errors_are_one_line(tmp_path, capsys, two_runs):
     err = capsys.readouterr().err
     assert "no run logs a column 'val_mse'" in err and "val_accuracy" in err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("n", [1, 10, 11, 20, 33])
+def test_every_run_gets_its_own_colour(n: int) -> None:
+    """The default cycle repeats after ten runs; a figure of eleven or more must not reuse colours."""
+    import matplotlib.colors as mcolors
+
+    colours = [mcolors.to_hex(c, keep_alpha=True) for c in run_colours(n)]
+    assert len(colours) == n
+    assert len(set(colours)) == n

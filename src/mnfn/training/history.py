@@ -187,7 +187,7 @@ def plot_histories(runs: Sequence[RunHistory], path: str | Path, metrics: Sequen
         if m != "loss" and m not in cols:
             raise ValueError(f"no run logs a column {m!r} (columns: {', '.join(cols)})")
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics) + 2.2, 3.3), squeeze=False)
-    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    cycle = run_colours(len(runs))
     for ax, m in zip(axes[0], metrics):
         for i, r in enumerate(runs):
             xs = _xs(r, x)
@@ -204,6 +204,18 @@ def plot_histories(runs: Sequence[RunHistory], path: str | Path, metrics: Sequen
     handles, labels = axes[0][0].get_legend_handles_labels()
     axes[0][-1].legend(handles, labels, fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return save_png(fig, path)
+
+
+def run_colours(n: int) -> list[Any]:
+    """One distinct colour per run: the default cycle, then tab20 (it repeats after ten), then turbo."""
+    import matplotlib.pyplot as plt
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    if n <= len(cycle):
+        return list(cycle[:n])
+    if n <= 20:
+        return [plt.get_cmap("tab20")(i) for i in range(n)]
+    return [plt.get_cmap("turbo")(i / (n - 1)) for i in range(n)]
 
 
 def _xs(run: RunHistory, x: str) -> list[float]:
