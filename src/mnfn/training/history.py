@@ -207,7 +207,7 @@ def plot_histories(runs: Sequence[RunHistory], path: str | Path, metrics: Sequen
 
 
 def run_colours(n: int) -> list[Any]:
-    """One distinct colour per run: the default cycle, then tab20 (it repeats after ten), then turbo."""
+    """One distinct colour per run: the default cycle (ten colours), then tab20 up to 20 runs, then turbo."""
     import matplotlib.pyplot as plt
 
     cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
