@@ -120,12 +120,13 @@ def _hybrid_front(model: nn.Module, spec: WeightSpaceSpec, who: str, in_channels
 
 def monomial_inr(spec: WeightSpaceSpec, in_channels: int = 1, hidden: Sequence[int] = (32, 32, 16),
                  activation: str = "auto", head: Sequence[int] = (256, 256), out_dim: int = 10,
-                 dropout: float = 0.1, invariant_map: str = "auto") -> InvariantNFN:
+                 dropout: float = 0.1, invariant_map: str = "auto", feature_dropout: float = 0.0) -> InvariantNFN:
     """The fully monomial INR classifier: :class:`~mnfn.models.InvariantNFN` with the symmetries read
     from the activations (sign for SIRENs), odd activations between layers (``auto``: tanh), the
     sign-invariant map ``abs`` and averaging over hidden axes, then an MLP head to ``out_dim`` logits."""
     return InvariantNFN(spec, symmetries="monomial", in_channels=in_channels, hidden=hidden, activation=activation,
-                        head=head, out_dim=out_dim, dropout=dropout, invariant_map=invariant_map)
+                        head=head, out_dim=out_dim, dropout=dropout, invariant_map=invariant_map,
+                        feature_dropout=feature_dropout)
 
 
 class HybridInrClassifier(nn.Module):
@@ -137,18 +138,22 @@ class HybridInrClassifier(nn.Module):
     every entry invariant to sign flips while keeping permutation equivariance; Fourier features
     (``mapping_size``, ``fourier_scale``) and ``hnp_hidden`` HNP/NP layers with ReLU (``mode``) then
     see a sign-invariant input; mean pooling over permuted axes and the MLP head make the whole map
-    invariant to sign flips and hidden permutations — the full group of a SIREN. Not for ReLU nets
+    invariant to sign flips and hidden permutations — the full group of a SIREN. ``feature_dropout``
+    drops whole channels after every HNP/NP ReLU in training (the official MNIST config: 0.1),
+    ``dropout`` is the head's. Not for ReLU nets
     (positive scalings would not be removed); the builder refuses non-odd hidden activations.
     """
 
     def __init__(self, spec: WeightSpaceSpec, in_channels: int = 1, sign_channels: Sequence[int] = (16, 16, 1),
                  sign_activation: str = "sin", mapping_size: int = 32, fourier_scale: float = 3.0,
                  fourier_seed: int = 0, mode: str = "hnp", hnp_hidden: Sequence[int] = (64, 64, 64),
-                 head: Sequence[int] = (256, 256), out_dim: int = 10, dropout: float = 0.1) -> None:
+                 head: Sequence[int] = (256, 256), out_dim: int = 10, dropout: float = 0.1,
+                 feature_dropout: float = 0.0) -> None:
         super().__init__()
         c = _hybrid_front(self, spec, "hybrid-inr", in_channels, sign_channels, sign_activation, mapping_size,
                           fourier_scale, fourier_seed, mode)
-        self.perm = EquivariantStack(spec, [c, *hnp_hidden], mode, "relu", final_activation=True)
+        self.perm = EquivariantStack(spec, [c, *hnp_hidden], mode, "relu", final_activation=True,
+                                     dropout=feature_dropout)
         self.pool = InvariantPool(spec, ([c, *hnp_hidden])[-1], mode)
         self.head = mlp_head(self.pool.out_dim, head, out_dim, dropout)
 

@@ -53,13 +53,15 @@ class InvariantNFN(nn.Module):
     group) or tanh, tanh, abs (sign group — ``activation="auto"`` does this), head 200, 200.
     ``fourier = m > 0`` (permutation models only) first maps every entry ``x`` to
     ``[sin(2 pi x B), cos(2 pi x B)]``, ``B ~ N(0, fourier_scale^2)`` of shape ``(C, m)``: NFN's
-    input encoding for INR weights (m = 128, scale 3 on MNIST).
+    input encoding for INR weights (m = 128, scale 3 on MNIST). ``feature_dropout`` drops whole
+    channels after every hidden activation in training (exactly equivariant); ``dropout`` is the head's.
     """
 
     def __init__(self, spec: WeightSpaceSpec, symmetries: str | Sequence[str] = "monomial", in_channels: int = 1,
                  hidden: Sequence[int] = (16, 16, 5), activation: str = "auto", head: Sequence[int] = (200, 200),
                  out_dim: int = 1, dropout: float = 0.0, io_embedding: bool | None = None,
-                 invariant_map: str = "auto", fourier: int = 0, fourier_scale: float = 3.0) -> None:
+                 invariant_map: str = "auto", fourier: int = 0, fourier_scale: float = 3.0,
+                 feature_dropout: float = 0.0) -> None:
         super().__init__()
         self.spec = spec
         self.in_channels = in_channels
@@ -70,7 +72,8 @@ class InvariantNFN(nn.Module):
         c_in = self.fourier.out_channels if self.fourier is not None else in_channels
         self.io_embedding = IOEmbedding(spec, c_in) if io_embedding else None
         chans = [c_in, *hidden]
-        self.stack = EquivariantStack(spec, chans, self.symmetries, activation, final_activation=False)
+        self.stack = EquivariantStack(spec, chans, self.symmetries, activation, final_activation=False,
+                                      dropout=feature_dropout)
         self.pool = InvariantPool(spec, chans[-1], self.symmetries, invariant_map)
         self.head = mlp_head(self.pool.out_dim, head, out_dim, dropout)
 

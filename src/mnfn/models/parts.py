@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..layers.dropout import ChannelDropout
 from ..layers.equivariant import EquivariantLinear
 from ..layers.pooling import EquivariantActivation
 from ..layers.terms import resolve_symmetries
@@ -96,11 +97,13 @@ class IOEmbedding(nn.Module):
 
 
 class EquivariantStack(nn.Module):
-    """``[EquivariantLinear -> activation] x n`` on folded features: ``channels[0] -> ... -> channels[-1]``,
-    an activation between consecutive layers and, with ``final_activation``, after the last."""
+    """``[EquivariantLinear -> activation -> ChannelDropout] x n`` on folded features:
+    ``channels[0] -> ... -> channels[-1]``, an activation between consecutive layers and, with
+    ``final_activation``, after the last; ``dropout`` (NFN's ``feature_dropout``) drops whole
+    channels after every activation (exactly equivariant, :class:`~mnfn.layers.ChannelDropout`)."""
 
     def __init__(self, spec: WeightSpaceSpec, channels: Sequence[int], symmetries: str | Sequence[str],
-                 activation: str, final_activation: bool = False) -> None:
+                 activation: str, final_activation: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
         if len(channels) < 2:
             raise WeightSpaceError(f"a stack needs at least one layer: channels {list(channels)}")
@@ -109,12 +112,15 @@ class EquivariantStack(nn.Module):
         )
         n_act = len(self.layers) if final_activation else len(self.layers) - 1
         self.acts = nn.ModuleList(EquivariantActivation(spec, activation, symmetries) for _ in range(n_act))
+        # parameter-free, so the state-dict keys do not depend on the rate; a no-op at 0
+        self.drops = nn.ModuleList(ChannelDropout(dropout) for _ in range(n_act))
 
     def forward_folded(self, xs: list[Tensor]) -> list[Tensor]:
         for i, layer in enumerate(self.layers):
             xs = layer.forward_folded(xs)
             if i < len(self.acts):
                 xs = self.acts[i].forward_folded(xs, inplace=True)  # the layer's outputs are its own
+                xs = self.drops[i].forward_folded(xs)
         return xs
 
 
