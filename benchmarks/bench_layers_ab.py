@@ -1,14 +1,18 @@
-"""The equivariant layers of this checkout against those of an earlier commit, in one process.
+"""The equivariant layers and Fourier features of this checkout against those of an earlier commit,
+in one process.
 
-Loads ``src/mnfn/layers/equivariant.py`` as it was at ``--ref`` (``git show``; it must still import
-against today's ``mnfn.layers.terms``), builds each model twice from the same seed, swaps the old
-layer class into the second copy (and, with it, the stacks' out-of-place activations), checks both
+Loads ``src/mnfn/layers/equivariant.py`` and ``src/mnfn/layers/fourier.py`` as they were at ``--ref``
+(``git show``; they must still import against today's package), builds each model twice from the
+same seed, swaps the old classes into the second copy (and, with them, the stacks' out-of-place
+activations), checks both
 give the same outputs, then times a train step (forward, loss, backward, fused Adam) and a no-grad
 forward of every copy interleaved (each repetition runs each copy once), medians of process CPU time.
 Ratios old / new > 1 mean this checkout is faster.
 
     .venv/bin/python benchmarks/bench_layers_ab.py --ref a9f2c8a --models hnp,np,monomial --reps 30
     .venv/bin/python benchmarks/bench_layers_ab.py --ref a9f2c8a --spec siren --models monomial-inr,np,hnp
+    .venv/bin/python benchmarks/bench_layers_ab.py --ref 68deb5b --spec siren --models hybrid-inr
+    .venv/bin/python benchmarks/bench_layers_ab.py --ref 68deb5b --spec siren --fourier-only 32
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch.nn.functional as F
 
 from mnfn.bench import random_batch
 from mnfn.jobs import tune_malloc
-from mnfn.layers import EquivariantLinear
+from mnfn.layers import EquivariantLinear, FourierFeatures, fold
 from mnfn.models import build_model
 from mnfn.models.parts import EquivariantStack
 from mnfn.training.optim import make_optimizer
@@ -36,17 +40,19 @@ from mnfn.weightspace import siren_spec, zoo_cnn_spec
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _old_layer_class(ref: str) -> type:
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:src/mnfn/layers/equivariant.py"],
+def _old_class(ref: str, module: str, cls: str) -> type:
+    """Class ``cls`` of ``src/mnfn/layers/<module>.py`` as it was at ``ref``, imported inside today's
+    ``mnfn.layers`` package (so its relative imports resolve)."""
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:src/mnfn/layers/{module}.py"],
                          check=True, capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "equivariant_old.py"
+    path = Path(tempfile.mkdtemp()) / f"{module}_old.py"
     path.write_text(src)
-    spec = importlib.util.spec_from_file_location("mnfn.layers._equivariant_old", path)
+    spec = importlib.util.spec_from_file_location(f"mnfn.layers._{module}_old", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
-    return mod.EquivariantLinear
+    return getattr(mod, cls)
 
 
 def _swap_layer(mod: EquivariantLinear, old_cls: type) -> None:
@@ -62,6 +68,12 @@ def _swap_layer(mod: EquivariantLinear, old_cls: type) -> None:
     mod._build_execution_plan()
 
 
+def _ref_has(ref: str, path: str, text: str) -> bool:
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{path}"], check=True, capture_output=True,
+                         text=True).stdout
+    return text in src
+
+
 class _OutOfPlaceStack(EquivariantStack):
     def forward_folded(self, xs):  # the stacks before in-place activations
         for i, layer in enumerate(self.layers):
@@ -69,6 +81,35 @@ class _OutOfPlaceStack(EquivariantStack):
             if i < len(self.acts):
                 xs = self.acts[i].forward_folded(xs)
         return xs
+
+
+def _fourier_only(args: argparse.Namespace, spec, x, old_cls: type) -> dict:
+    """Old and new Fourier features alone: no-grad forward, and forward + backward of a sum."""
+    xs = fold(x)
+    new = FourierFeatures(spec, 1, args.fourier_only)
+    old = FourierFeatures(spec, 1, args.fourier_only)
+    old.__class__ = old_cls
+    a, b = new.forward_folded(xs), old.forward_folded(xs)
+    if not all(torch.allclose(u, v, rtol=1e-4, atol=1e-5) for u, v in zip(a, b)):
+        raise SystemExit("fourier features differ between the two versions")
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.reps):
+        for tag, m in (("new", new), ("old", old)):
+            t0 = time.process_time()
+            with torch.no_grad():
+                m.forward_folded(xs)
+            times.setdefault((tag, "forward"), []).append(time.process_time() - t0)
+            xg = [t.clone().requires_grad_(True) for t in xs]
+            t0 = time.process_time()
+            sum(o.sum() for o in m.forward_folded(xg)).backward()
+            times.setdefault((tag, "train"), []).append(time.process_time() - t0)
+    med = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    print(f"fourier features alone, {args.fourier_only} maps, {args.spec}, batch {args.batch}, {args.threads} "
+          f"thread(s), {args.reps} interleaved repetitions, baseline {args.ref}; median CPU ms per call")
+    for kind in ("train", "forward"):
+        o, n = med[("old", kind)], med[("new", kind)]
+        print(f"{kind:8s} old {o:8.3f} new {n:8.3f} x {o / n:6.3f}")
+    return {kind: {"old": med[("old", kind)], "new": med[("new", kind)]} for kind in ("train", "forward")}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -79,16 +120,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--fourier-only", type=int, default=0, metavar="M",
+                    help="time only the Fourier features (M maps, one input channel) on the spec's weights")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     tune_malloc()
-    old_cls = _old_layer_class(args.ref)
+    old_cls = _old_class(args.ref, "equivariant", "EquivariantLinear")
+    old_fourier = _old_class(args.ref, "fourier", "FourierFeatures")  # same attributes and buffer
+    # refs from before the in-place activations get the stacks of their time too
+    old_stack = not _ref_has(args.ref, "src/mnfn/models/parts.py", "inplace=True")
     spec = zoo_cnn_spec("relu") if args.spec == "zoo-cnn" else siren_spec()
     out_dim = 1 if args.spec == "zoo-cnn" else 10
     x = random_batch(spec, args.batch, torch.float32, 0)
     g = torch.Generator().manual_seed(0)
     y = torch.rand(args.batch, 1, generator=g) if out_dim == 1 else torch.randint(0, 10, (args.batch,), generator=g)
     loss_fn = F.binary_cross_entropy_with_logits if out_dim == 1 else F.cross_entropy
+    if args.fourier_only:
+        return _fourier_only(args, spec, x, old_fourier)
     runs = {}
     for name in args.models.split(","):
         for tag in ("new", "old"):
@@ -98,8 +146,10 @@ def main(argv: list[str] | None = None) -> dict:
                 for mod in model.modules():
                     if isinstance(mod, EquivariantLinear):
                         _swap_layer(mod, old_cls)
-                    elif isinstance(mod, EquivariantStack):
+                    elif isinstance(mod, EquivariantStack) and old_stack:
                         mod.__class__ = _OutOfPlaceStack
+                    elif isinstance(mod, FourierFeatures):
+                        mod.__class__ = old_fourier
             opt = make_optimizer(model.parameters(), lr=1e-3)
 
             def step(m=model, o=opt) -> None:

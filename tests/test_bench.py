@@ -165,6 +165,8 @@ def test_bench_layers_ab_script_runs():
     spec.loader.exec_module(mod)
     r = mod.main(["--ref", "HEAD", "--spec", "siren", "--models", "np", "--batch", "2", "--reps", "1"])
     assert set(r) == {"np"} and all(v > 0 for k in ("train_ms", "forward_ms") for v in r["np"][k].values())
+    r = mod.main(["--ref", "HEAD", "--spec", "siren", "--fourier-only", "4", "--batch", "2", "--reps", "1"])
+    assert set(r) == {"train", "forward"} and all(v > 0 for k in r for v in r[k].values())
 
 
 def test_bench_products_script_runs(tmp_path):
