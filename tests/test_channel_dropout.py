@@ -36,11 +36,11 @@ def test_drops_whole_channels_and_rescales_the_rest():
     assert all(torch.equal(x, y) for x, y in zip(xs, ChannelDropout(0.0).train().forward_folded(xs)))
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.0, 2.0])
+@pytest.mark.parametrize("p", [-0.1, 1.0, 2.0, float("nan"), "abc", True, None])
 def test_rate_outside_zero_one_is_refused(p):
-    with pytest.raises(ValueError, match=r"feature dropout must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"feature_dropout must be a number in \[0, 1\)"):
         ChannelDropout(p)
-    with pytest.raises(ValueError, match=r"feature dropout must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"feature_dropout must be a number in \[0, 1\)"):
         build_model("hybrid-inr", SPECS["siren"], feature_dropout=p)
 
 

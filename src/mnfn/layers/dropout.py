@@ -26,8 +26,9 @@ class ChannelDropout(nn.Module):
 
     def __init__(self, p: float = 0.0) -> None:
         super().__init__()
-        if not 0.0 <= float(p) < 1.0:
-            raise ValueError(f"feature dropout must be in [0, 1), got {p}")
+        # the config key's name, so a bad value in a YAML file or --set is found at once
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"feature_dropout must be a number in [0, 1), got {p!r}")
         self.p = float(p)
 
     def forward_folded(self, xs: Sequence[Tensor]) -> list[Tensor]:
