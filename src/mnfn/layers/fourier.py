@@ -70,12 +70,13 @@ class FourierFeatures(nn.Module):
 
     def forward_folded(self, xs: Sequence[Tensor]) -> list[Tensor]:
         out = []
+        # 2 pi goes on the (C, m) matrix, once, not on each full-size projection
+        B = self.B.to(xs[0].dtype) * (2 * math.pi)
         for k, x in zip(self.kernels, xs):
             Bsz = x.shape[0]
             axes = x.shape[2:]
             x = x.reshape(Bsz, self.in_channels, k, *axes)
-            # 2 pi goes on the (C, m) matrix, not on the full-size projection
-            proj = torch.einsum("bck...,cm->bmk...", x, self.B.to(x.dtype) * (2 * math.pi))
+            proj = torch.einsum("bck...,cm->bmk...", x, B)
             y = sincos(proj)
             out.append(y.reshape(Bsz, self.out_channels * k, *axes))
         return out
