@@ -10,6 +10,13 @@ kernel entries included) and bias of neuron ``j``:
   ``s_j = sign(stat(v_j))`` so that ``stat(s_j v_j) > 0``; odd activations keep the function.
 * ``perm`` (and ``fixed``) layers are left alone.
 
+``orient_last="outgoing"`` orients the *last* hidden layer by its outgoing column ``u_j =
+W(L)[:, j, ...]`` instead (the output neurons are fixed, so nothing else acts on it): ``u_j <- u_j /
+||u_j||`` and the norm moves onto the incoming row (scale), or ``s_j = sign(stat(u_j))`` (sign). For a
+SIREN with one output this makes every ``W(L)`` entry positive, so each last hidden neuron's row says
+how it adds to the image; the incoming statistic of a 33-entry row is often near zero, where the
+representative jumps.
+
 Neurons with all-zero incoming weights and bias are left alone (no representative is better).
 
 Since every diagonal group element ``D`` multiplies ``v_j`` by ``d_j`` and the pushed factor undoes
@@ -27,7 +34,7 @@ from torch import Tensor, nn
 
 from .weightspace import Symmetry, WeightSpaceError, WeightSpaceFeatures, WeightSpaceSpec
 
-__all__ = ["canonicalize", "Canonicalize", "sign_statistic", "apply_neuron_factors"]
+__all__ = ["canonicalize", "Canonicalize", "sign_statistic", "apply_neuron_factors", "ORIENTATIONS"]
 
 
 def _incoming(w: Tensor, b: Tensor) -> Tensor:
@@ -38,6 +45,23 @@ def _incoming(w: Tensor, b: Tensor) -> Tensor:
     """
     B, n = b.shape[0], b.shape[2]
     return torch.cat([b[:, 0, :, None], w[:, 0].reshape(B, n, -1)], dim=-1)
+
+
+def _outgoing(w_next: Tensor) -> Tensor:
+    """``(B, n, D)``: each neuron's outgoing column of the next weight (all output neurons and kernel
+    entries), the neuron axis first."""
+    B, n = w_next.shape[0], w_next.shape[3]
+    return w_next[:, 0].transpose(1, 2).reshape(B, n, -1)
+
+
+#: How the last hidden layer is oriented (see the module docstring).
+ORIENTATIONS = ("incoming", "outgoing")
+
+
+def _check_orient(orient_last: str) -> str:
+    if orient_last not in ORIENTATIONS:
+        raise WeightSpaceError(f"orient_last must be one of {ORIENTATIONS}, got {orient_last!r}")
+    return orient_last
 
 
 def _rows(d: Tensor, t: Tensor) -> Tensor:
@@ -93,7 +117,7 @@ def _check_symmetries(spec: WeightSpaceSpec, symmetries: Sequence[str] | None) -
 
 
 def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None = None,
-                 return_factors: bool = False) -> Any:
+                 return_factors: bool = False, orient_last: str = "incoming") -> Any:
     """Map every network of a batch to the canonical representative of its scale / sign orbit.
 
     ``features`` must have one channel (canonicalisation is defined on raw weights).
@@ -106,7 +130,11 @@ def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None
     factor ``d_j`` multiplying neuron ``j``'s incoming row and dividing its outgoing column
     (:func:`apply_neuron_factors`). An editor that works on ``canon(U)`` maps its change back with
     ``D^{-1}``.
+
+    ``orient_last``: ``"incoming"`` (every hidden layer by its incoming weights and bias) or
+    ``"outgoing"`` (the last hidden layer by its outgoing column; see the module docstring).
     """
+    _check_orient(orient_last)
     spec = features.spec
     if features.channels != 1:
         raise WeightSpaceError(
@@ -121,8 +149,25 @@ def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None
         if sym not in (Symmetry.SCALE, Symmetry.SIGN):
             continue
         w, b, w_next = ws[i - 1], bs[i - 1], ws[i]
-        v = _incoming(w, b)  # (B, n, D+1)
-        if sym == Symmetry.SCALE:
+        outgoing = orient_last == "outgoing" and i == L - 1
+        v = _outgoing(w_next) if outgoing else _incoming(w, b)  # (B, n, D)
+        if sym == Symmetry.SCALE and outgoing:
+            # Unit outgoing column; its norm ||u|| = m * ||u / m|| moves onto the incoming row,
+            # applied as m then r (never m * r) like the incoming case below.
+            m, nonzero = _safe_max_abs(v)
+            m = m.detach()
+            if torch.is_grad_enabled() and w_next.requires_grad:
+                keep = m >= torch.finfo(v.dtype).eps ** 2
+                if not bool(keep.all()):
+                    w_next = torch.where(_cols(keep, w_next), w_next, w_next.detach())
+                    v = torch.where(keep.unsqueeze(-1), v, v.detach())
+            sq = (v / m.unsqueeze(-1)).square().sum(-1)
+            r = torch.where(nonzero, sq, torch.ones_like(sq)).sqrt()
+            w = w * _rows(m, w) * _rows(r, w)
+            b = b * _rows(m, b) * _rows(r, b)
+            w_next = w_next / _cols(m, w_next) / _cols(r, w_next)
+            factors[i - 1] = m * r
+        elif sym == Symmetry.SCALE:
             # ||v|| = m * ||v / m|| with m = max|v|: v / m lies in [-1, 1] with one entry of size 1,
             # so its squared norm is in [1, D+1] and neither under- nor overflows. Zero rows get
             # m = 1 and sq = 1 (factor 1: left alone), which also keeps gradients finite.
@@ -185,17 +230,19 @@ def apply_neuron_factors(features: WeightSpaceFeatures, factors: Sequence[Tensor
 class Canonicalize(nn.Module):
     """``features -> canonicalize(features)``: a parameter-free first stage of a model (e.g. canon-hnp)."""
 
-    def __init__(self, spec: WeightSpaceSpec, symmetries: Sequence[str] | None = None) -> None:
+    def __init__(self, spec: WeightSpaceSpec, symmetries: Sequence[str] | None = None,
+                 orient_last: str = "incoming") -> None:
         super().__init__()
         self.spec = spec
         self.symmetries = _check_symmetries(spec, symmetries)
+        self.orient_last = _check_orient(orient_last)
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
         if features.spec.weight_shapes() != self.spec.weight_shapes():
             raise WeightSpaceError(
                 f"Canonicalize was built for [{self.spec.describe()}] but got features of [{features.spec.describe()}]"
             )
-        return canonicalize(features, self.symmetries)
+        return canonicalize(features, self.symmetries, orient_last=self.orient_last)
 
     def extra_repr(self) -> str:
-        return f"symmetries={self.symmetries}"
+        return f"symmetries={self.symmetries}, orient_last={self.orient_last!r}"

@@ -137,12 +137,13 @@ class CanonHNP(nn.Module):
     The permutation model may use Fourier features (``fourier=m``): they would break the sign
     symmetry of raw weights, but canonical weights have no signs left to flip."""
 
-    def __init__(self, spec: WeightSpaceSpec, inner: str = "hnp", **config: Any) -> None:
+    def __init__(self, spec: WeightSpaceSpec, inner: str = "hnp", orient_last: str = "incoming",
+                 **config: Any) -> None:
         super().__init__()
         if inner not in ("np", "hnp"):
             raise WeightSpaceError(f"canon model: inner must be 'np' or 'hnp', got {inner!r}")
         self.spec = spec
-        self.canon = Canonicalize(spec)
+        self.canon = Canonicalize(spec, orient_last=orient_last)
         self.hnp = InvariantNFN(spec, symmetries=inner, **config)
 
     @property
@@ -168,7 +169,7 @@ class CanonEditor(nn.Module):
     def __init__(self, spec: WeightSpaceSpec, inner: str = "np", in_channels: int = 1,
                  hidden: Sequence[int] = (16, 16, 16), activation: str = "auto", out_scale: float = 1e-3,
                  io_embedding: bool | None = None, fourier: int = 0, fourier_scale: float = 3.0,
-                 scale_per_tensor: bool = False) -> None:
+                 scale_per_tensor: bool = False, orient_last: str = "incoming") -> None:
         super().__init__()
         if inner not in ("np", "hnp"):
             raise WeightSpaceError(f"canon editor: inner must be 'np' or 'hnp', got {inner!r}")
@@ -176,7 +177,8 @@ class CanonEditor(nn.Module):
             raise WeightSpaceError(f"canon editor works on raw weights (in_channels=1), got {in_channels}")
         self.spec = spec
         self.in_channels = in_channels
-        self.canon = Canonicalize(spec)  # parameter-free: resolves and checks the symmetries once
+        # parameter-free: resolves and checks the symmetries and the orientation once
+        self.canon = Canonicalize(spec, orient_last=orient_last)
         self.editor = EquivariantEditor(spec, symmetries=inner, in_channels=in_channels, hidden=hidden,
                                         activation=activation, out_scale=out_scale, io_embedding=io_embedding,
                                         fourier=fourier, fourier_scale=fourier_scale,
@@ -184,7 +186,8 @@ class CanonEditor(nn.Module):
 
     def forward(self, features: WeightSpaceFeatures) -> WeightSpaceFeatures:
         check_features(features, self.spec, self.in_channels, type(self).__name__, self)
-        canon, factors = canonicalize(features, self.canon.symmetries, return_factors=True)
+        canon, factors = canonicalize(features, self.canon.symmetries, return_factors=True,
+                                      orient_last=self.canon.orient_last)
         return apply_neuron_factors(self.editor(canon), factors, inverse=True)
 
 
@@ -211,10 +214,10 @@ for _entry in [
     ModelEntry("np", _nfn("np"), "NP (Zhou et al. 2023): permutation layers + IO position embeddings",
                hidden_perm, InvariantNFN.__init__, defaults=_NFN_HEAD),
     ModelEntry("canon-hnp", CanonHNP, "canonicalise scale/sign orbits, then HNP: monomial invariant",
-               full_group, InvariantNFN.__init__, defaults=_NFN_HEAD),
+               full_group, InvariantNFN.__init__, defaults=_NFN_HEAD, extra_keys=("orient_last",)),
     ModelEntry("canon-np", lambda spec, **config: CanonHNP(spec, inner="np", **config),
                "canonicalise scale/sign orbits, then NP (Fourier features allowed): monomial invariant",
-               full_group, InvariantNFN.__init__, defaults=_NFN_HEAD),
+               full_group, InvariantNFN.__init__, defaults=_NFN_HEAD, extra_keys=("orient_last",)),
     ModelEntry("monomial-editor", _editor("monomial"),
                "Monomial-NFN editor: weight change equivariant to permutations x scalings/sign flips",
                full_group, EquivariantEditor.__init__, kind="equivariant"),

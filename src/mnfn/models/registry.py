@@ -29,6 +29,7 @@ class ModelEntry:
     kind: str = "invariant"  # "invariant" (features -> vector) or "equivariant" (features -> features)
     defaults: tuple[tuple[str, Any], ...] = ()  # the published configuration, overridable key by key
     supports: Callable[[WeightSpaceSpec], str | None] | None = None  # reason it cannot serve a spec, or None
+    extra_keys: tuple[str, ...] = ()  # config keys the builder takes beyond ``signature``'s
 
     def unsupported(self, spec: WeightSpaceSpec) -> str | None:
         """Why this model cannot be built for ``spec`` (``None``: it can)."""
@@ -37,7 +38,7 @@ class ModelEntry:
     def config_keys(self) -> set[str]:
         params = inspect.signature(self.signature).parameters
         return {n for n, p in params.items() if n not in ("self", "spec", "symmetries")
-                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} | set(self.extra_keys)
 
 
 _KIND_WORDS = {"invariant": "a classifier or regressor (features -> scores)",
