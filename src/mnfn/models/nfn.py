@@ -135,7 +135,8 @@ class CanonHNP(nn.Module):
     """Canonicalise each network's scale/sign orbit, then an HNP (or NP) model: invariant to the
     whole monomial group (canonicalisation removes scales and signs, HNP handles permutations).
     The permutation model may use Fourier features (``fourier=m``): they would break the sign
-    symmetry of raw weights, but canonical weights have no signs left to flip."""
+    symmetry of raw weights, but canonical weights have no signs left to flip. ``orient_last``
+    chooses how the last hidden layer is oriented (``incoming`` or ``outgoing``, :mod:`mnfn.canonical`)."""
 
     def __init__(self, spec: WeightSpaceSpec, inner: str = "hnp", orient_last: str = "incoming",
                  **config: Any) -> None:
