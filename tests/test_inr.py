@@ -205,6 +205,25 @@ def test_workers_give_the_same_bits(tmp_path):
     _assert_same_sets(tmp_path / "one", tmp_path / "two")
 
 
+def test_device_option_keeps_cpu_fits_bit_for_bit(tmp_path):
+    """``device="cpu"`` and ``"auto"`` on a machine without CUDA are the default fit, bit for bit; a GPU
+    with several workers is refused before anything is fitted."""
+    x = _mnist_like(6)
+    a = fit_sirens(x, list(range(6)), FAST, batch_size=4)
+    b = fit_sirens(x, list(range(6)), FAST, batch_size=4, device="cpu")
+    for t, u in zip(a.features.flatten(), b.features.flatten()):
+        assert torch.equal(t, u)
+    assert torch.equal(a.psnr, b.psnr) and torch.equal(a.steps, b.steps)
+    assert b.features.weights[0].device.type == "cpu"
+    _make_digits(tmp_path / "one", num=8, splits=("train",))
+    if not torch.cuda.is_available():
+        _make_digits(tmp_path / "auto", num=8, splits=("train",), device="auto")
+        _assert_same_sets(tmp_path / "one", tmp_path / "auto")
+    with pytest.raises(ValueError, match="workers=2 fit on CPU cores; on cuda use one worker"):
+        _make_digits(tmp_path / "gpu", num=8, splits=("train",), device="cuda", workers=2)
+    assert not (tmp_path / "gpu" / "meta.json").exists()
+
+
 def test_make_refuses_a_folder_of_another_run(tmp_path):
     _make_digits(tmp_path / "a", num=8, splits=("train",))
     with pytest.raises(ValueError, match=r"meta\.json.*different settings.*plan"):

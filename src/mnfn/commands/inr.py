@@ -63,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--workers", type=int, default=1,
                    help="processes fitting chunks in parallel, one torch thread each (default 1; 2 on a quiet 2-core CPU)")
     m.add_argument("--data", default=None, help="image data folder (default $MNFN_DATA)")
+    m.add_argument("--device", default="cpu",
+                   help="fit on cpu (default), cuda, cuda:1 or auto (CUDA when there is one); on a GPU use "
+                        "--workers 1 and a large --batch, e.g. 4096 (weights equal a CPU fit's to float32 "
+                        "precision, not bit for bit)")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     g = add_subcommand(sub, "merge", "merge INR set folders of one run (shards, or splits made apart) into one",
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                 shard=args.shard if args.shard is not None else shard, fit=fit,
                 batch_size=args.batch, select=args.select, resize=tuple(args.resize) if args.resize else None,
                 data_root=args.data, max_chunks=args.max_chunks, workers=args.workers,
-                progress=not args.no_progress, init=args.init, recipe_label=label)
+                progress=not args.no_progress, init=args.init, recipe_label=label, device=args.device)
 
         summary = make(args.out, None) if args.shard is not None else run_sharded(args.out, make,
                                                                                  inr.merge_inr_datasets)

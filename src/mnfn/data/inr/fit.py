@@ -196,7 +196,7 @@ def _loss_and_grads(params: list[Tensor], coords: Tensor, target: Tensor, w0: fl
 
 def fit_sirens(images: Tensor | np.ndarray, seeds: Sequence[int], config: FitConfig = FitConfig(), *,
                batch_size: int = 64, progress: Callable[[int], None] | None = None,
-               num_threads: int | None = 1) -> FitResult:
+               num_threads: int | None = 1, device: str | torch.device = "cpu") -> FitResult:
     """Fit one SIREN per image (``(N, C, H, W)`` in ``[0, 1]``), ``batch_size`` nets at a time.
 
     Net ``j`` starts from :func:`init_sirens` with ``seeds[j]``. Each step evaluates every active net
@@ -209,8 +209,13 @@ def fit_sirens(images: Tensor | np.ndarray, seeds: Sequence[int], config: FitCon
     too small to gain from a second thread (on 2 busy cores two threads were 5x slower), and one
     thread makes the result bit-for-bit independent of the machine's core count. Use processes
     for parallelism (``make_inr_dataset(workers=...)``).
+
+    ``device`` (default ``"cpu"``) runs the fit there, e.g. ``"cuda"`` with a large ``batch_size``;
+    the initialisation is drawn on the CPU either way, and the results come back to the CPU. A GPU
+    rounds differently, so its weights equal a CPU fit's only to float32 precision, not bit for bit.
     """
-    x = torch.as_tensor(images, dtype=torch.float32)
+    device = torch.device(device)
+    x = torch.as_tensor(images, dtype=torch.float32).to(device)
     if x.dim() != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
     if len(seeds) != x.shape[0]:
@@ -219,7 +224,7 @@ def fit_sirens(images: Tensor | np.ndarray, seeds: Sequence[int], config: FitCon
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     n, c, h, w = x.shape
     spec = config.spec(c)
-    coords = make_coords(h, w)
+    coords = make_coords(h, w).to(device)
     t0 = time.perf_counter()
     parts = []
     with torch_threads(num_threads):
@@ -230,9 +235,9 @@ def fit_sirens(images: Tensor | np.ndarray, seeds: Sequence[int], config: FitCon
         empty = [torch.zeros(0, *s) for s in _flat_shapes(spec)]
         return FitResult(_params_to_features(empty, spec), torch.zeros(0), torch.zeros(0, dtype=torch.int64),
                          0.0, config.target_psnr)
-    params = [torch.cat([p[0][k] for p in parts]) for k in range(2 * spec.num_layers)]
-    res = FitResult(_params_to_features(params, spec), torch.cat([p[1] for p in parts]),
-                    torch.cat([p[2] for p in parts]), time.perf_counter() - t0, config.target_psnr)
+    params = [torch.cat([p[0][k] for p in parts]).cpu() for k in range(2 * spec.num_layers)]
+    res = FitResult(_params_to_features(params, spec), torch.cat([p[1] for p in parts]).cpu(),
+                    torch.cat([p[2] for p in parts]).cpu(), time.perf_counter() - t0, config.target_psnr)
     return res
 
 
@@ -240,13 +245,14 @@ def _fit_batch(images: Tensor, seeds: list[int], spec: WeightSpaceSpec, coords: 
                progress: Callable[[int], None] | None) -> tuple[list[Tensor], Tensor, Tensor]:
     n = images.shape[0]
     target = images_to_targets(images)
-    params = init_sirens(seeds, spec, cfg.init)
+    dev = images.device
+    params = [p.to(dev) for p in init_sirens(seeds, spec, cfg.init)]  # drawn on the CPU: same init anywhere
     final = [p.clone() for p in params]
-    psnr_out = torch.full((n,), float("nan"), dtype=torch.float32)
-    steps_out = torch.zeros(n, dtype=torch.int64)
+    psnr_out = torch.full((n,), float("nan"), dtype=torch.float32, device=dev)
+    steps_out = torch.zeros(n, dtype=torch.int64, device=dev)
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
-    active = torch.arange(n)
+    active = torch.arange(n, device=dev)
     b1, b2 = cfg.betas
     w0 = float(cfg.w0)
     for t in range(cfg.max_steps + 1):

@@ -75,7 +75,7 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
                      resize: tuple[int, int] | None = None, data_root: str | Path | None = None,
                      max_chunks: int | None = None, workers: int = 1, progress: bool = True,
                      images: dict[str, Any] | None = None, init: str = "independent",
-                     recipe_label: str | None = None) -> MakeSummary:
+                     recipe_label: str | None = None, device: str = "cpu") -> MakeSummary:
     """Fit one SIREN per image of ``dataset`` into the folder ``out`` (see :mod:`mnfn.data.inr.format`).
 
     ``num`` images per split (``None``: all), chosen by ``select``; chunks of ``batch_size`` nets;
@@ -86,7 +86,9 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
     the work is split into shards, runs and workers. ``images`` (``{split: ImageSet}``)
     skips loading them (tests, benchmarks). ``init``: see :data:`INITS` and :func:`init_seeds`.
     ``recipe_label`` is recorded as ``meta["recipe"]`` (default: the :data:`RECIPES` name ``fit``
-    equals, or ``"custom"``); only ``fit`` itself decides whether a rerun may resume.
+    equals, or ``"custom"``); only ``fit`` itself decides whether a rerun may resume. ``device``:
+    where the fits run (``"cpu"``, ``"cuda"``, ``"auto"``: CUDA when there is one); a GPU fits in this
+    process (``workers`` must be 1; give it a large ``batch_size``) and rounds differently from the CPU.
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
@@ -100,6 +102,10 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     k_shard, n_shard = parse_shard(shard)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type != "cpu" and int(workers) > 1:
+        raise ValueError(f"workers={workers} fit on CPU cores; on {device} use one worker and a larger batch size")
     out = Path(out)
 
     # Images (and split sizes: num/select need them; NFN export needs the train size).
@@ -168,7 +174,7 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
 
     jobs = [(out / "chunks" / chunk_name(s, k), s, k, idx, sets[s].labels[idx],
              _resize(np.ascontiguousarray(sets[s].images[idx]), resize),
-             init_seeds(seed, s, idx, init), fit.to_json(), batch_size) for s, k, idx in todo]
+             init_seeds(seed, s, idx, init), fit.to_json(), batch_size, device) for s, k, idx in todo]
     fitted = 0
     bar = progress_bar(progress and bool(jobs), sum(len(j[3]) for j in jobs), f"fitting {dataset} SIRENs")
     all_ps: list[float] = []
@@ -203,8 +209,9 @@ def make_inr_dataset(out: str | Path, dataset: str, *, num: int | None = None,
 
 def _fit_chunk_job(job: tuple, progress: Callable[[int], None] | None = None) -> list[float]:
     """Fit one chunk and write its file; returns the nets' PSNRs (runs in the main process or a worker)."""
-    path, split, k, idx, labels, images, seeds, fit_json, batch_size = job
-    res = fit_sirens(images, seeds, FitConfig.from_json(fit_json), batch_size=batch_size, progress=progress)
+    path, split, k, idx, labels, images, seeds, fit_json, batch_size, device = job
+    res = fit_sirens(images, seeds, FitConfig.from_json(fit_json), batch_size=batch_size, progress=progress,
+                     device=device)
     params = []
     for w, b in res.features:
         params += [w[:, 0].numpy(), b[:, 0].numpy()]
