@@ -90,10 +90,13 @@ class BenchConfig:
     inr_nets: int = 128
     inr_batch: int = 64
     model_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model build_model overrides
+    # side of the square GEMM that sets the ceiling; --quick takes 512 (a CPU without bfloat16
+    # instructions multiplies 2048^3 in bfloat16 at ~1 GFLOP/s: 17 s a product)
+    gemm_size: int = 2048
 
     @classmethod
     def quick_config(cls, **kw: Any) -> "BenchConfig":
-        base = dict(warmup=1, repeats=4, zoo_nets=1, inr_nets=32, inr_batch=32)
+        base = dict(warmup=1, repeats=4, zoo_nets=1, inr_nets=32, inr_batch=32, gemm_size=512)
         base.update(kw)
         return cls(**base)
 
@@ -325,7 +328,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
         result["machine_before"] = _machine()
         # with bfloat16 products (MNFN_PRODUCT_PRECISION) the ceiling is a bfloat16 product's rate
         low = cfg.dtype == "float32" and product_precision() == "bfloat16"
-        result["roofline"] = gemm_rate(dtype=torch.bfloat16 if low else getattr(torch, cfg.dtype), device=cfg.device)
+        result["roofline"] = gemm_rate(size=cfg.gemm_size, dtype=torch.bfloat16 if low else getattr(torch, cfg.dtype),
+                                       device=cfg.device)
         if torch.device(cfg.device).type == "cuda":
             result["machine_before"]["gpu"] = torch.cuda.get_device_name(torch.device(cfg.device))
         result["models"] = {}

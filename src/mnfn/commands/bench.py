@@ -26,7 +26,7 @@ EXAMPLE = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="the smallest run: few repeats, 1 zoo net, 32 INRs")
+    p.add_argument("--quick", action="store_true", help="the smallest run: few repeats, 1 zoo net, 32 INRs, a 512^3 GEMM for the ceiling")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     p.add_argument("--models", default=None, help="comma-separated registry names (default monomial,hnp,np,statnn)")
     p.add_argument("--specs", default=None, help="comma-separated architectures: zoo-cnn, siren (default both)")
