@@ -151,23 +151,7 @@ def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None
         w, b, w_next = ws[i - 1], bs[i - 1], ws[i]
         outgoing = orient_last == "outgoing" and i == L - 1
         v = _outgoing(w_next) if outgoing else _incoming(w, b)  # (B, n, D)
-        if sym == Symmetry.SCALE and outgoing:
-            # Unit outgoing column; its norm ||u|| = m * ||u / m|| moves onto the incoming row,
-            # applied as m then r (never m * r) like the incoming case below.
-            m, nonzero = _safe_max_abs(v)
-            m = m.detach()
-            if torch.is_grad_enabled() and w_next.requires_grad:
-                keep = m >= torch.finfo(v.dtype).eps ** 2
-                if not bool(keep.all()):
-                    w_next = torch.where(_cols(keep, w_next), w_next, w_next.detach())
-                    v = torch.where(keep.unsqueeze(-1), v, v.detach())
-            sq = (v / m.unsqueeze(-1)).square().sum(-1)
-            r = torch.where(nonzero, sq, torch.ones_like(sq)).sqrt()
-            w = w * _rows(m, w) * _rows(r, w)
-            b = b * _rows(m, b) * _rows(r, b)
-            w_next = w_next / _cols(m, w_next) / _cols(r, w_next)
-            factors[i - 1] = m * r
-        elif sym == Symmetry.SCALE:
+        if sym == Symmetry.SCALE:
             # ||v|| = m * ||v / m|| with m = max|v|: v / m lies in [-1, 1] with one entry of size 1,
             # so its squared norm is in [1, D+1] and neither under- nor overflows. Zero rows get
             # m = 1 and sq = 1 (factor 1: left alone), which also keeps gradients finite.
@@ -175,22 +159,33 @@ def canonicalize(features: WeightSpaceFeatures, symmetries: Sequence[str] | None
             # m is detached: the result depends on v only through v / ||v|| and ||v||, never on m
             # itself, and m's own gradient path divides by m^2, which underflows for tiny weights.
             m = m.detach()
-            if torch.is_grad_enabled() and (w.requires_grad or b.requires_grad):
+            source = (w_next,) if outgoing else (w, b)
+            if torch.is_grad_enabled() and any(t.requires_grad for t in source):
                 # d(v / ||v||)/dv ~ 1 / ||v|| overflows for rows near zero (zoo weights reach 1e-42):
                 # as in the invariant pooling, their values stay exact and only their gradient is cut,
                 # below max|v| = eps^2 of the dtype.
                 keep = m >= torch.finfo(v.dtype).eps ** 2
                 if not bool(keep.all()):
-                    w = torch.where(_rows(keep, w), w, w.detach())
-                    b = torch.where(_rows(keep, b), b, b.detach())
+                    if outgoing:
+                        w_next = torch.where(_cols(keep, w_next), w_next, w_next.detach())
+                    else:
+                        w = torch.where(_rows(keep, w), w, w.detach())
+                        b = torch.where(_rows(keep, b), b, b.detach())
                     v = torch.where(keep.unsqueeze(-1), v, v.detach())
             sq = (v / m.unsqueeze(-1)).square().sum(-1)
             r = torch.where(nonzero, sq, torch.ones_like(sq)).sqrt()
-            # Divide by m and r one after the other, never by m * r, which could under/overflow.
-            w = w / _rows(m, w) / _rows(r, w)
-            b = b / _rows(m, b) / _rows(r, b)
-            w_next = w_next * _cols(m, w_next) * _cols(r, w_next)
-            factors[i - 1] = 1.0 / m / r
+            # Apply m and r one after the other, never m * r, which could under/overflow. Incoming:
+            # unit row, its norm moves onto the outgoing column; outgoing: the other way round.
+            if outgoing:
+                w = w * _rows(m, w) * _rows(r, w)
+                b = b * _rows(m, b) * _rows(r, b)
+                w_next = w_next / _cols(m, w_next) / _cols(r, w_next)
+                factors[i - 1] = m * r
+            else:
+                w = w / _rows(m, w) / _rows(r, w)
+                b = b / _rows(m, b) / _rows(r, b)
+                w_next = w_next * _cols(m, w_next) * _cols(r, w_next)
+                factors[i - 1] = 1.0 / m / r
         else:
             s = torch.where(sign_statistic(v) < 0, -1.0, 1.0).to(w.dtype)  # (B, n); all-zero rows: +1
             w = w * _rows(s, w)
